@@ -1,0 +1,106 @@
+"""Shared fixtures: weight files that Keras itself writes, and the bundled photo.
+
+The published VGG16 weight files cannot be downloaded here (no internet, and never in CI), so the
+tests make their own in the same layout: Keras builds ``keras.applications.VGG16``, we fill it with
+seeded He-normal kernels and non-zero biases (Keras' default zero biases would hide a dropped bias),
+and Keras' legacy HDF5 writer saves it. ``published`` files then get the dataset names and root
+attributes of the published files (``block1_conv1_W_1:0``, no ``backend``/``keras_version``).
+
+Tests that need TensorFlow use the ``tf`` fixture: locally they skip without it, and ``.ci/run``
+turns every skip into a failure.
+"""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up chatter out of test logs
+
+PHOTO = Path(__file__).resolve().parents[1] / "minivgg" / "data" / "grace_hopper.jpg"
+
+
+@pytest.fixture(scope="session")
+def tf():
+    """TensorFlow, or a skip (which CI turns into a failure)."""
+    return pytest.importorskip("tensorflow", reason="needs TensorFlow: pip install -e .[reference]")
+
+
+@pytest.fixture(scope="session")
+def photo():
+    return PHOTO
+
+
+def seeded_weights(model, seed):
+    """Fill every conv/dense layer of a Keras model with He-normal kernels and non-zero biases."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        kernel, bias = (w.numpy() for w in layer.weights)
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        kernel = rng.standard_normal(kernel.shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+        bias = rng.uniform(-0.5, 0.5, bias.shape).astype(np.float32)
+        layer.set_weights([kernel, bias])
+
+
+def to_published_layout(path):
+    """Rename datasets and attributes in place to match the published Keras files."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        for key in ("backend", "keras_version"):
+            if key in f.attrs:
+                del f.attrs[key]
+        if "top_level_model_weights" in f:
+            del f["top_level_model_weights"]
+        names = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]
+        f.attrs["layer_names"] = np.array([n.encode() for n in names])  # fixed-length bytes, as published
+        for name in names:
+            group = f[name]
+            old = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+            if not old:
+                continue
+            new = [f"{name}_W_1:0", f"{name}_b_1:0"]  # kernel, bias
+            data = [group[o][()] for o in old]
+            for o in old:
+                del group[o]
+            for key in list(group.keys()):  # the emptied "block1_conv1/" subgroup
+                del group[key]
+            for n, d in zip(new, data):
+                group.create_dataset(n, data=d)
+            group.attrs["weight_names"] = np.array([n.encode() for n in new])
+
+
+def write_keras_weights(path, include_top, seed=0, published=True):
+    """Build Keras' VGG16, seed its weights, save with Keras' legacy HDF5 writer. Returns path."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    model = keras.applications.VGG16(weights=None, include_top=include_top)
+    seeded_weights(model, seed)
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    if published:
+        to_published_layout(path)
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def weights_notop(tf, tmp_path_factory):
+    """A published-layout weight file without the top (like ..._notop.h5)."""
+    return write_keras_weights(tmp_path_factory.mktemp("w") / "vgg16_notop.h5", include_top=False, seed=1)
+
+
+@pytest.fixture(scope="session")
+def weights_top(tf, tmp_path_factory):
+    """A published-layout weight file with the top (like ..._kernels.h5); ~530 MB on disk."""
+    return write_keras_weights(tmp_path_factory.mktemp("w") / "vgg16_top.h5", include_top=True, seed=2)
+
+
+@pytest.fixture(scope="session")
+def weights_notop_keras_names(tf, tmp_path_factory):
+    """Keras 3's own legacy layout and names (block1_conv1/kernel), without the top."""
+    path = tmp_path_factory.mktemp("w") / "vgg16_notop_keras.h5"
+    return write_keras_weights(path, include_top=False, seed=3, published=False)
