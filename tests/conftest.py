@@ -104,3 +104,34 @@ def weights_notop_keras_names(tf, tmp_path_factory):
     """Keras 3's own legacy layout and names (block1_conv1/kernel), without the top."""
     path = tmp_path_factory.mktemp("w") / "vgg16_notop_keras.h5"
     return write_keras_weights(path, include_top=False, seed=3, published=False)
+
+
+# Agreement with TensorFlow, collected by tests/test_reference.py and printed at the end of the run:
+# (case, layer) -> max|ours - tf| / max|tf|
+AGREEMENT = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not AGREEMENT:
+        return
+    worst = {}
+    for (case, layer), err in AGREEMENT.items():
+        if err >= worst.get(layer, (-1.0, ""))[0]:
+            worst[layer] = (err, case)
+    tr = terminalreporter
+    tr.section("agreement with TensorFlow: worst max|ours - tf| / max|tf| per layer (bar: 1e-4)")
+    for layer, (err, case) in worst.items():
+        tr.write_line(f"{layer:<14} {err:9.2e}   ({case})")
+    tr.write_line(f"{len(AGREEMENT)} layer outputs compared in {len({c for c, _ in AGREEMENT})} cases")
+
+
+# In CI every test must really run: .ci/run sets MINIVGG_FAIL_ON_SKIP=1, and a skip (no TensorFlow,
+# no chromium) is then reported as a failure instead.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("MINIVGG_FAIL_ON_SKIP") == "1":
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and MINIVGG_FAIL_ON_SKIP=1 forbids skips: {reason}"

@@ -1,0 +1,132 @@
+"""Every fast kernel held equal to its naive twin, on lopsided shapes.
+
+Shapes are deliberately uneven (H != W, C != K, odd sizes, N > 1) so that a swapped axis or an
+off-by-one at an edge cannot pass. Data are seeded.
+
+Tolerances: im2col, ReLU and max-pool only copy or compare numbers, so they must match exactly.
+The conv, dense and softmax kernels sum the same products in a different order (BLAS blocks its
+sums), so they may differ by float32 rounding: about sqrt(terms) * 2^-24 relative to the size of the
+terms. With at most a few thousand terms here that is < 1e-5 of max|reference|; we allow 1e-5.
+"""
+import numpy as np
+import pytest
+
+from minivgg.conv import conv2d, conv2d_im2col, conv2d_naive
+from minivgg.dense import dense, dense_naive, softmax, softmax_naive
+from minivgg.im2col import im2col, im2col_naive
+from minivgg.pool import max_pool2d, max_pool2d_naive
+from minivgg.relu import bias_relu, bias_relu_naive, relu, relu_naive
+
+RTOL = 1e-5
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def assert_close(ours, theirs, rtol=RTOL):
+    assert ours.shape == theirs.shape, f"shape ours {ours.shape} != theirs {theirs.shape}"
+    err = np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30)
+    assert err <= rtol, f"max|ours - theirs| / max|theirs| = {err:.3g} > {rtol}"
+
+
+# (N, H, W, C, KH, KW, stride, pad): lopsided on purpose
+WINDOWS = [
+    (2, 7, 5, 3, 3, 3, 1, 1),
+    (3, 9, 13, 4, 3, 3, 1, 1),
+    (1, 6, 11, 2, 3, 3, 2, 1),
+    (2, 8, 5, 5, 2, 3, 1, 0),
+    (1, 10, 7, 3, 5, 3, 3, 2),
+    (2, 3, 4, 1, 3, 3, 1, 1),
+    (1, 1, 1, 6, 3, 3, 1, 1),  # a 1x1 image: every tap but the centre is padding
+]
+
+
+@pytest.mark.parametrize("N,H,W,C,KH,KW,stride,pad", WINDOWS)
+def test_im2col_equals_naive(N, H, W, C, KH, KW, stride, pad):
+    x = rand(np.random.default_rng(0), N, H, W, C)
+    fast, naive = im2col(x, KH, KW, stride, pad), im2col_naive(x, KH, KW, stride, pad)
+    np.testing.assert_array_equal(fast, naive)
+
+
+def test_im2col_row_layout_matches_keras_kernel_flattening():
+    # One row must be the (kh, kw, c) window, so that cols @ w.reshape(KH*KW*C, K) is the conv.
+    x = np.arange(2 * 4 * 5 * 3, dtype=np.float32).reshape(2, 4, 5, 3)
+    cols = im2col(x, 3, 3, 1, 0)  # (2, 2, 3, 27)
+    np.testing.assert_array_equal(cols[1, 1, 2], x[1, 1:4, 2:5, :].reshape(-1))
+
+
+@pytest.mark.parametrize("N,H,W,C,KH,KW,stride,pad", WINDOWS)
+@pytest.mark.parametrize("use_relu", [False, True])
+def test_conv2d_equals_naive(N, H, W, C, KH, KW, stride, pad, use_relu):
+    rng = np.random.default_rng(1)
+    K = C + 3  # C != K
+    x, w, b = rand(rng, N, H, W, C), rand(rng, KH, KW, C, K), rand(rng, K)
+    ref = conv2d_naive(x, w, b, stride, pad, use_relu)
+    assert_close(conv2d_im2col(x, w, b, stride, pad, use_relu), ref)
+    assert_close(conv2d(x, w, b, stride, pad, use_relu, method="im2col"), ref)
+
+
+def test_conv2d_naive_is_the_textbook_sum():
+    # The reference itself, checked at a few points against the definition written as loops.
+    rng = np.random.default_rng(2)
+    x, w, b = rand(rng, 2, 5, 4, 3), rand(rng, 3, 3, 3, 4), rand(rng, 4)
+    out = conv2d_naive(x, w, b, stride=1, pad=1)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    for n, i, j, k in [(0, 0, 0, 0), (1, 4, 3, 3), (1, 2, 1, 2), (0, 4, 0, 1)]:
+        want = b[k] + sum(
+            float(xp[n, i + di, j + dj, c]) * float(w[di, dj, c, k]) for di in range(3) for dj in range(3) for c in range(3)
+        )
+        assert abs(out[n, i, j, k] - want) <= 1e-5 * max(1.0, abs(want))
+
+
+def test_conv2d_rejects_mismatched_shapes():
+    x, w, b = np.zeros((1, 5, 5, 3), np.float32), np.zeros((3, 3, 4, 8), np.float32), np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="channels"):
+        conv2d(x, w, b, pad=1)
+    with pytest.raises(ValueError, match="unknown conv method"):
+        conv2d(np.zeros((1, 5, 5, 4), np.float32), w, b, pad=1, method="fft")
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 5, 3), (1, 13, 4, 6), (5,), (3, 1001)])
+def test_relu_equals_naive(shape):
+    x = rand(np.random.default_rng(3), *shape)
+    np.testing.assert_array_equal(relu(x), relu_naive(x))
+
+
+@pytest.mark.parametrize("use_relu", [False, True])
+def test_bias_relu_equals_naive(use_relu):
+    rng = np.random.default_rng(4)
+    y, b = rand(rng, 2, 5, 3, 7), rand(rng, 7)
+    want = bias_relu_naive(y, b, use_relu)
+    np.testing.assert_array_equal(bias_relu(y.copy(), b, use_relu), want)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (1, 7, 5, 4), (3, 9, 12, 1), (1, 2, 3, 5), (2, 15, 15, 2)])
+def test_max_pool_equals_naive_and_floors_odd_sizes(shape):
+    x = rand(np.random.default_rng(5), *shape)
+    fast, naive = max_pool2d(x), max_pool2d_naive(x)
+    np.testing.assert_array_equal(fast, naive)
+    N, H, W, C = shape
+    assert fast.shape == (N, H // 2, W // 2, C)  # "valid": an odd last row/column is dropped
+
+
+def test_max_pool_other_window():
+    x = rand(np.random.default_rng(6), 2, 11, 8, 3)
+    np.testing.assert_array_equal(max_pool2d(x, size=3, stride=2), max_pool2d_naive(x, size=3, stride=2))
+
+
+@pytest.mark.parametrize("N,D,U", [(1, 37, 5), (3, 100, 17), (4, 8, 64)])
+@pytest.mark.parametrize("use_relu", [False, True])
+def test_dense_equals_naive(N, D, U, use_relu):
+    rng = np.random.default_rng(7)
+    x, w, b = rand(rng, N, D), rand(rng, D, U), rand(rng, U)
+    assert_close(dense(x, w, b, use_relu), dense_naive(x, w, b, use_relu))
+
+
+@pytest.mark.parametrize("N,U", [(1, 10), (3, 1000), (2, 1)])
+def test_softmax_equals_naive(N, U):
+    y = rand(np.random.default_rng(8), N, U) * 30  # large logits: the max-subtraction matters
+    p = softmax(y)
+    assert_close(p, softmax_naive(y))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)

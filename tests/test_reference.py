@@ -1,0 +1,107 @@
+"""minivgg against TensorFlow's Keras VGG16 on the same weight file, layer by layer.
+
+Both networks load the same Keras-written file (seeded He-normal kernels, non-zero biases) and see
+the same preprocessed input; every layer's output is compared.
+
+Tolerance: worst max|ours - tf| / max|tf| <= 1e-4 per layer. Both sides compute in float32 but sum
+in different orders (oneDNN's direct convolution, our GEMM or Winograd transforms), so each layer
+differs by rounding: ~1e-6 for GEMM orders, ~1e-5 for Winograd F(4x4,3x3) (its transforms multiply
+by up to 8 before dividing, which costs a few bits), and small differences carry through the
+13 conv layers. 1e-4 sits above all of that and far below any real mistake: a dropped bias, a
+transposed kernel or a shifted window each give errors of order 1.
+"""
+import numpy as np
+import pytest
+
+from conftest import AGREEMENT
+from minivgg import VGG16, decode_predictions, load_image, preprocess_input
+from minivgg.conv import METHODS
+
+BAR = 1e-4
+FAST_METHODS = [m for m in METHODS if m != "naive"] + ["auto"]
+
+
+def keras_activations(tf, weights, include_top, x):
+    """Every layer's output of Keras' VGG16 loading ``weights``: name -> array."""
+    import keras
+
+    model = keras.applications.VGG16(weights=str(weights), include_top=include_top, input_shape=x.shape[1:])
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    return {layer.name: out for layer, out in zip(layers, probe.predict_on_batch(x))}
+
+
+def compare(case, ours, theirs):
+    assert list(ours) == list(theirs), "layer names or order differ from Keras'"
+    errors = {}
+    for name, a in ours.items():
+        b = np.asarray(theirs[name])
+        assert a.shape == b.shape, f"{name}: ours {a.shape}, tf {b.shape}"
+        errors[name] = float(np.abs(a - b).max() / np.abs(b).max())
+        AGREEMENT[(case, name)] = errors[name]
+    table = "\n".join(f"{name:<14} {err:.2e}" for name, err in errors.items())
+    assert max(errors.values()) <= BAR, f"{case}: max|ours - tf| / max|tf| per layer:\n{table}"
+
+
+def photo_input(photo, size=(224, 224)):
+    return preprocess_input(load_image(photo, target_size=size))[None]  # (1, H, W, 3)
+
+
+@pytest.fixture(scope="module")
+def tf_photo_224(tf, weights_notop, photo):
+    x = photo_input(photo)
+    return x, keras_activations(tf, weights_notop, False, x)
+
+
+@pytest.mark.parametrize("method", FAST_METHODS)
+def test_real_photo_224(tf_photo_224, weights_notop, method):
+    x, theirs = tf_photo_224
+    compare(f"photo 224x224, {method}", VGG16(weights=weights_notop, method=method).activations(x), theirs)
+
+
+@pytest.mark.parametrize("method", FAST_METHODS)
+def test_non_square_photo(tf, weights_notop, photo, method):
+    x = photo_input(photo, size=(176, 272))  # H != W, and 176/16 = 11: odd sizes from block4 on
+    ours = VGG16(weights=weights_notop, method=method).activations(x)
+    assert ours["block5_pool"].shape == (1, 5, 8, 512)
+    compare(f"photo 176x272, {method}", ours, keras_activations(tf, weights_notop, False, x))
+
+
+@pytest.mark.parametrize("method", FAST_METHODS)
+def test_batch_of_images(tf, weights_notop, photo, method):
+    img = load_image(photo, target_size=(112, 144))
+    rng = np.random.default_rng(0)
+    batch = np.stack([img, img[::-1, ::-1], rng.uniform(0, 255, img.shape).astype(np.float32)])  # (3, H, W, 3)
+    x = preprocess_input(batch)
+    ours = VGG16(weights=weights_notop, method=method).activations(x)
+    compare(f"batch of 3 at 112x144, {method}", ours, keras_activations(tf, weights_notop, False, x))
+
+
+def test_naive_method_small_image(tf, weights_notop, photo):
+    x = photo_input(photo, size=(40, 36))  # the naive twin is slow: a small odd-sized image
+    ours = VGG16(weights=weights_notop, method="naive").activations(x)
+    compare("photo 40x36, naive", ours, keras_activations(tf, weights_notop, False, x))
+
+
+@pytest.mark.parametrize("method", ["im2col", "auto"])
+def test_full_model_with_top(tf, weights_top, photo, method):
+    img = load_image(photo)
+    x = preprocess_input(np.stack([img, img[:, ::-1]]))  # (2, 224, 224, 3): the photo and its mirror
+    theirs = keras_activations(tf, weights_top, True, x)
+    model = VGG16(weights=weights_top, method=method)
+    ours = model.activations(x)
+    compare(f"with top, batch 2, {method}", ours, theirs)
+    np.testing.assert_array_equal(model(x), ours["predictions"])
+    ours_top5 = [[wnid for wnid, _, _ in row] for row in decode_predictions(ours["predictions"], top=5)]
+    tf_top5 = [[wnid for wnid, _, _ in row] for row in decode_predictions(np.asarray(theirs["predictions"]), top=5)]
+    assert ours_top5 == tf_top5
+
+
+def test_parameter_count_equals_keras(tf):
+    import keras
+
+    import minivgg
+
+    for top in (True, False):
+        total = minivgg.summary(include_top=top).splitlines()[-1].split()[1]
+        assert int(total.replace(",", "")) == keras.applications.VGG16(weights=None, include_top=top).count_params()
