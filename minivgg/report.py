@@ -1,0 +1,203 @@
+"""The report page: one self-contained HTML file beside the grid images it shows.
+
+Laid out like the seed's table: a row per block, a column per layer. Each cell shows the layer's
+grids (linked to the full-size files), its output shape, a few numbers (fraction of zeros, mean, max,
+dead channels) and a one-line caption of what the learner is looking at. No scripts, fonts or
+anything from outside: it opens from disk, offline. ``write_page`` writes it atomically, last.
+"""
+import html
+import os
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+from .vgg16 import LAYERS
+from .visualize import CMAPS
+
+
+class LayerResult(NamedTuple):
+    index: int  # among conv and pool layers: block1_conv1 = 0 ... block5_pool = 17
+    name: str  # Keras' layer name
+    shape: tuple  # (H, W, C) of the activation
+    grids: list  # [(start, stop, file name)], one per grid of 64 channels
+    stats: dict  # visualize.layer_stats()
+
+
+WHAT = {  # what a learner is looking at, per block (conv layers) and for the pools
+    1: "edges, colour blobs and gradients; most maps still look like the photo",
+    2: "corners, curves and simple textures, built from block 1's edges",
+    3: "textures and repeated patterns; the photo starts to dissolve into parts",
+    4: "parts of objects; maps get sparse: most channels stay dark, a few light up where their part is",
+    5: "object- and scene-level features the classifier reads; the photo is no longer recognisable",
+    "pool": "2x2 max-pool: half the width and height, each pixel keeps the strongest of its 2x2 patch",
+}
+
+
+def receptive_fields():
+    """layer name -> how many input pixels (a side) one activation of that layer depends on.
+
+    A 3x3 conv widens the field by 2 steps of the current stride, a 2x2 pool by 1 and doubles the
+    stride (e.g. block1_conv1 3, block1_pool 6, block5_pool 212).
+    """
+    field, stride, out = 1, 1, {}
+    for row in LAYERS:
+        if row.kind == "conv":
+            field += 2 * stride
+        elif row.kind == "pool":
+            field, stride = field + stride, stride * 2
+        else:
+            break
+        out[row.name] = field
+    return out
+
+
+def caption(name):
+    block, kind = int(name[5]), name.split("_")[1]  # "block3_conv2" -> 3, "conv2"
+    what = WHAT["pool"] if kind == "pool" else WHAT[block]
+    rf = receptive_fields()[name]
+    return f"{what[0].upper()}{what[1:]}. Each pixel here sees a {rf}x{rf} patch of the input."
+
+
+def gradient_css(cmap, stops=9):
+    """A CSS linear-gradient through ``stops`` colours of the colour map, for the scale bars."""
+    lut = CMAPS[cmap]
+    colours = ", ".join("#%02x%02x%02x" % tuple(lut[round(i * 255 / (stops - 1))]) for i in range(stops))
+    return f"linear-gradient(to right, {colours})"
+
+
+def scale_bar(cmap, lo, hi):
+    return (
+        f'<span class="scale"><span>{lo}</span><span class="bar" style="background: {gradient_css(cmap)}">'
+        f"</span><span>{hi}</span></span>"
+    )
+
+
+def _cell(layer, norm, cmap):
+    e = html.escape
+    H, W, C = layer.shape
+    s = layer.stats
+    imgs = []
+    for k, (a, b, file) in enumerate(layer.grids):
+        alt = f"{layer.name} channels {a}-{b}"
+        cls = "main" if k == 0 else "thumb"
+        imgs.append(
+            f'<figure class="{cls}"><a href="{e(file)}"><img src="{e(file)}" alt="{e(alt)}" title="{e(alt)}">'
+            f"</a><figcaption>ch {a}-{b}</figcaption></figure>"
+        )
+    main, thumbs = imgs[0], "".join(imgs[1:])
+    scale = scale_bar(cmap, f"{s['min']:.3g}", f"{s['max']:.3g}") if norm == "layer" else ""
+    return (
+        f'<td id="{e(layer.name)}"><h3><span class="idx">{layer.index}</span> {e(layer.name)}</h3>'
+        f'<p class="shape">output ({H}, {W}, {C})</p>{main}'
+        + (f'<div class="thumbs">{thumbs}</div>' if thumbs else "")
+        + f'{scale}<table class="stats"><tr><th>zeros</th><td>{100 * s["zeros"]:.1f}%</td>'
+        f'<th>mean</th><td>{s["mean"]:.3g}</td></tr><tr><th>max</th><td>{s["max"]:.3g}</td>'
+        f'<th>dead</th><td>{s["dead"]}/{s["channels"]}</td></tr></table>'
+        f'<p class="caption">{e(caption(layer.name))}</p></td>'
+    )
+
+
+def _predictions(predictions):
+    if not predictions:
+        return '<p class="note">No predictions: these weights have no top (fc1, fc2, predictions).</p>'
+    rows = "".join(
+        f'<tr><td>{html.escape(name.replace("_", " "))}</td><td class="num">{100 * float(p):.1f}%</td>'
+        f'<td><span class="pbar" style="width: {max(1, round(100 * float(p)))}px"></span></td></tr>'
+        for _, name, p in predictions
+    )
+    return f'<table class="preds"><caption>top-5 predictions</caption>{rows}</table>'
+
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
+h1 { font-size: 1.5em; margin: 0 0 .3em; }
+.intro { max-width: 60em; }
+.head { display: flex; gap: 2em; align-items: flex-start; flex-wrap: wrap; margin: 1em 0; }
+.head img { width: 224px; height: 224px; image-rendering: auto; border: 1px solid #ccc; }
+.head dl { display: grid; grid-template-columns: auto auto; gap: .2em 1em; margin: 0; }
+.head dt { color: #666; } .head dd { margin: 0; }
+.preds caption { text-align: left; font-weight: bold; } .preds td { padding: 0 .5em 0 0; }
+.pbar { display: inline-block; height: .8em; background: #3b528b; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+.scale { display: inline-flex; align-items: center; gap: .4em; font-size: 12px; color: #444; }
+.scale .bar { display: inline-block; width: 120px; height: 10px; border: 1px solid #999; }
+table.net { border-collapse: collapse; }
+table.net > tbody > tr > th { writing-mode: vertical-rl; transform: rotate(180deg); padding: .5em;
+  background: #eee; border: 1px solid #ddd; }
+table.net > tbody > tr > td { vertical-align: top; width: 284px; padding: 8px; border: 1px solid #ddd;
+  background: #fff; }
+h3 { margin: 0; font-size: 1em; } .idx { color: #888; font-weight: normal; }
+.shape { margin: 0 0 .3em; color: #555; font-variant-numeric: tabular-nums; }
+figure { margin: 0; } figcaption { font-size: 11px; color: #666; }
+figure.main img { width: 280px; height: auto; display: block; }
+.thumbs { display: flex; flex-wrap: wrap; gap: 4px; margin-top: 4px; }
+figure.thumb img { width: 64px; height: auto; display: block; }
+table.stats { font-size: 12px; margin: .4em 0; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+table.stats th { font-weight: normal; color: #666; text-align: left; padding-right: .4em; }
+table.stats td { padding-right: 1.2em; }
+.caption { font-size: 12px; color: #333; margin: .3em 0 0; }
+.note { color: #666; }
+table.net > tbody > tr > td.empty { border: none; background: none; }
+"""
+
+
+def page(image_name, original, layers, predictions, cmap, norm, settings):
+    """The whole page as a string.
+
+    - original: file name of the input image as the network sees it
+    - layers: [LayerResult] in table order; predictions: [(wnid, name, score)] or None
+    - settings: label -> value pairs shown at the top (weights, input size, timing, ...)
+    """
+    e = html.escape
+    blocks = {}
+    for layer in layers:
+        blocks.setdefault(layer.name.split("_")[0], []).append(layer)
+    width = max(len(v) for v in blocks.values())
+    rows = "".join(
+        f"<tr><th>{e(block)} &middot; {ls[0].shape[0]}x{ls[0].shape[1]}</th>"
+        + "".join(_cell(layer, norm, cmap) for layer in ls)
+        + '<td class="empty"></td>' * (width - len(ls))
+        + "</tr>"
+        for block, ls in blocks.items()
+    )
+    if norm == "channel":
+        how = "each tile on its own scale, from its channel's min to its max (compare patterns, not brightness)"
+    else:
+        how = "one scale per layer, shown in each cell (tiles of a layer can be compared)"
+    settings = dict(settings, **{"colour scale": how})
+    dl = "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in settings.items())
+    legend = scale_bar(cmap, "low", "high")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>VGG16 feature maps of {e(image_name)}</title>
+<style>{STYLE}</style></head>
+<body>
+<h1>What VGG16 sees in {e(image_name)}</h1>
+<p class="intro">Every conv and pool layer of VGG16, run once on this image. In each grid, one tile is
+one channel: the map of where that channel's filter responded (bright = strong). Click a grid for
+full size. Read the table top to bottom: the maps shrink and the features grow more abstract.
+Numbers per layer: <b>zeros</b>, the share of values the ReLU set to 0; <b>mean</b> and <b>max</b> of
+the activation; <b>dead</b>, channels that are 0 everywhere for this image.</p>
+<div class="head">
+<figure><img src="{e(original)}" alt="the input image, as the network sees it">
+<figcaption>the input, as the network sees it</figcaption></figure>
+<dl>{dl}<dt>colours</dt><dd>{legend}</dd></dl>
+{_predictions(predictions)}
+</div>
+<table class="net"><tbody>{rows}</tbody></table>
+</body></html>
+"""
+
+
+def write_page(path, text):
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then os.replace."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

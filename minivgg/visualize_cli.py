@@ -1,0 +1,185 @@
+"""``minivgg-visualize IMAGE``: the feature maps of every conv and pool layer of VGG16 on one image.
+
+    minivgg-visualize photo.jpg                      # -> activations/photo/index.html
+    minivgg-visualize photo.jpg --layers 'block5_*' --norm layer --cmap gray --out maps/
+
+Writes to ``--out`` (default ``activations/<image name>/``): ``original.jpg`` (the image as the
+network sees it), one grid per 64 channels of each layer, named as the seed named them
+(``{i}.{layer}_{start}-{end}.jpg``, i = 0 for block1_conv1 ... 17 for block5_pool), and last
+``index.html``, the page that shows them all. The network runs once; each layer's grids are written
+as soon as it is computed, then the activation is dropped.
+
+Sizes: with a top (fc1, fc2, predictions) the network needs 224x224 and the page shows the top-5
+predictions. ``--size`` other than 224 uses only the conv layers of the weight file (any size >= 32
+works without the top) and says so: no predictions then.
+
+Errors (a bad image, weights that do not load, an unwritable ``--out``) print ``error: <why>`` and
+exit 1. A run that fails leaves no ``index.html``. Rerunning into the same folder replaces that
+run's files (ours only: the names above) and leaves other files alone.
+"""
+import argparse
+import fnmatch
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import report
+from .errors import MinivggError
+from .imagenet import decode_predictions
+from .preprocess import MIN_SIZE, load_image, preprocess_input
+from .vgg16 import LAYERS, TOP_SIZE, VGG16
+from .visualize import CMAPS, NORMS, channel_ranges, grid, grid_name, layer_stats, save_image
+
+MAPS = [(i, row.name) for i, row in enumerate(r for r in LAYERS if r.kind in ("conv", "pool"))]  # (i, name)
+OURS = re.compile(r"(\d+\.block\d_(conv\d|pool)_\d+-\d+|original)\.(jpg|png)|index\.html")  # files we own
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="minivgg-visualize",
+        description="Save the feature maps of every conv and pool layer of VGG16 on one image, and a page.",
+        epilog="The last line printed is the page's path. Errors: 'error: <why>' on stderr, exit status 1.",
+    )
+    p.add_argument("image", help="an image file (JPEG, PNG, ...)")
+    p.add_argument("--weights", help="a Keras VGG16 weight file (default: the published one, found or downloaded)")
+    p.add_argument("--out", help="output folder (default: activations/<image name>/)")
+    p.add_argument("--layers", nargs="+", metavar="NAME", help="layer names or shell patterns, e.g. 'block5_*'")
+    p.add_argument("--size", type=int, default=TOP_SIZE,
+                   help="resize the image to SIZE x SIZE (default 224; other sizes drop the top: no predictions)")
+    p.add_argument("--cmap", choices=sorted(CMAPS), default="viridis", help="colour map (default viridis)")
+    p.add_argument("--norm", choices=NORMS, default="channel", help="one colour scale per channel or per layer")
+    p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image format (default jpg)")
+    p.add_argument("--quiet", action="store_true", help="print only the page's path")
+    return p.parse_args(argv)
+
+
+def select_layers(patterns):
+    """The (i, name) of the conv and pool layers that match any of the patterns (all by default)."""
+    if not patterns:
+        return MAPS
+    for pat in patterns:
+        if not any(fnmatch.fnmatchcase(name, pat) for _, name in MAPS):
+            raise MinivggError(f"--layers {pat!r} matches no conv or pool layer (block1_conv1 ... block5_pool)")
+    return [(i, name) for i, name in MAPS if any(fnmatch.fnmatchcase(name, pat) for pat in patterns)]
+
+
+def load_input(path, size):
+    """The image as the network sees it: (size, size, 3) float32 RGB; tiny images are refused."""
+    if size < MIN_SIZE:
+        raise MinivggError(f"--size {size} is too small: VGG16 needs at least {MIN_SIZE}")
+    x = load_image(path, target_size=(size, size))  # every unreadable file is refused here
+    with Image.open(path) as img:  # the header again, for the size before resizing
+        if min(img.size) < MIN_SIZE:
+            raise MinivggError(f"{path} is {img.width}x{img.height} pixels, too small for VGG16 (min {MIN_SIZE})")
+    return x
+
+
+def prepare_out(out):
+    """Create ``out`` and delete what an earlier run of ours left there (index.html first)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        old = [f for f in os.listdir(out) if OURS.fullmatch(f) and (out / f).is_file()]
+        for f in sorted(old, key=lambda f: f != "index.html"):  # the page goes first
+            (out / f).unlink()
+    except OSError as e:
+        raise MinivggError(f"cannot write to {out}: {e.strerror or e}") from None
+
+
+def load_model(weights, size, quiet):
+    if size == TOP_SIZE:
+        return VGG16(weights=weights or "imagenet")
+    if weights is None:
+        from .download import find_weights
+
+        weights = find_weights(None)  # whichever published file is here: we use its conv layers
+    if not quiet:
+        print(f"note: --size {size} is not {TOP_SIZE}: using the conv layers only, no predictions", file=sys.stderr)
+    return VGG16(weights=weights, include_top=False)
+
+
+class Progress:
+    """``[#####.....] 5/18 block2_pool`` on stderr, redrawn in place; silent unless stderr is a terminal."""
+
+    def __init__(self, total, enabled):
+        self.total, self.done, self.enabled = total, 0, enabled and sys.stderr.isatty()
+
+    def step(self, name):
+        self.done += 1
+        if self.enabled:
+            bar = "#" * (20 * self.done // self.total)
+            sys.stderr.write(f"\r[{bar:<20}] {self.done}/{self.total} {name:<14}")
+            sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+
+
+def run(args):
+    """Do the job; returns the page's path. Raises MinivggError or OSError."""
+    say = (lambda msg: None) if args.quiet else print
+    t0 = time.perf_counter()
+    wanted = select_layers(args.layers)
+    x = load_input(args.image, args.size)  # (S, S, 3) RGB 0..255
+    out = Path(args.out) if args.out else Path("activations") / Path(args.image).stem
+    prepare_out(out)
+    model = load_model(args.weights, args.size, args.quiet)
+    original = f"original.{args.format}"
+    save_image(Image.fromarray(x.astype(np.uint8)), out / original, args.format)
+
+    names, layers, predictions = dict((n, i) for i, n in wanted), [], None
+    last = wanted[-1][1]
+    progress = Progress(len(wanted) + (1 if model.include_top else 0), not args.quiet)
+    try:
+        for name, a in model.forward(preprocess_input(x[None])):  # a: (1, H', W', C') or (1, D)
+            if name in names:
+                grids = []
+                for start, stop in channel_ranges(a.shape[3]):
+                    file = grid_name(names[name], name, start, stop, args.format)
+                    save_image(grid(a, start, stop, cmap=args.cmap, norm=args.norm), out / file, args.format)
+                    grids.append((start, stop, file))
+                layers.append(report.LayerResult(names[name], name, a.shape[1:], grids, layer_stats(a)))
+                progress.step(name)
+            if name == "predictions":
+                predictions = decode_predictions(a, top=5)[0]
+                progress.step(name)
+            if name == last and not model.include_top:
+                break  # nothing further to draw
+    finally:
+        progress.close()
+
+    seconds = time.perf_counter() - t0
+    settings = {
+        "weights": os.path.basename(str(model.weights_path)),
+        "input": f"{args.size}x{args.size} RGB, from {Path(args.image).name}",
+        "grids": f"{sum(len(l.grids) for l in layers)} grids of {len(layers)} layers, {args.cmap}, --norm {args.norm}",
+        "time": f"{seconds:.1f} s",
+    }
+    text = report.page(Path(args.image).name, original, layers, predictions, args.cmap, args.norm, settings)
+    report.write_page(out / "index.html", text)
+    if predictions:
+        say("top-5: " + ", ".join(f"{n} {100 * float(p):.1f}%" for _, n, p in predictions))
+    say(f"{sum(len(l.grids) for l in layers)} grids of {len(layers)} layers in {out}/ ({seconds:.1f} s)")
+    return out / "index.html"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        page = run(args)
+    except MinivggError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # writing the output: a full disk, a folder that went away, ...
+        print(f"error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(f"page: {page.resolve()}")
+    return 0
