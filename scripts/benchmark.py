@@ -1,0 +1,548 @@
+"""Benchmark every conv method on every VGG16 layer, side by side with TensorFlow and PyTorch.
+
+    python scripts/benchmark.py                       # all 13 conv layers at 224x224, batch 1
+    python scripts/benchmark.py --quick               # fewer repeats (under 3 minutes on 2 cores)
+    python scripts/benchmark.py --methods im2col,winograd --layers block4_conv1,forward
+    python scripts/benchmark.py --json out.json --plot out.png
+
+Legend: N batch, H, W height and width, C input channels, K output channels.
+
+What it measures (the helpers, and the rules they follow, are in ``minivgg/bench.py``):
+
+- conv: every conv layer shape (N, H, W, C) -> K, for every method of ``bench.CONV_METHODS``
+  ("naive" on a smaller ``--naive-size``, as it takes seconds per layer at 224; "winograd" with its
+  kernel transform, done once when a model loads, timed apart as ``load ms``), and TensorFlow and
+  PyTorch when installed. Median ms, GFLOP/s = 2*N*H*W*C*K*9 / t, and the share of NumPy's own
+  sgemm GFLOP/s (a 2048^3 float32 matmul) measured on this machine.
+- pool and ReLU: GB/s (bytes read + written) against ``np.copyto`` moving as many bytes.
+- forward: the whole network without its top, per method (``VGG16(weights=PATH,
+  include_top=False, method=m)``, and "auto" when its per-layer plan differs from every single
+  method), Keras' own VGG16 and a PyTorch twin, all with the same weights: VGG16's He-normal
+  kernels with non-zero biases (``bench.weights()``), saved to a temporary Keras weight file.
+
+Every output is first checked against a float64 reference (``bench.reference_conv``: the formula,
+summed tap by tap in float64); a method that disagrees stops the run with one line naming the
+method, the layer and the error, and is never timed. The first call (JIT compile or tracing) is
+reported apart as ``1st call ms``. (The tests register a deliberately wrong method in
+``bench.CONV_METHODS`` and see it refused.)
+
+The frameworks, on the same data and weights:
+- tensorflow: ``tf.nn.conv2d`` (NHWC, the kernel in Keras' HWIO layout as it is) + ``bias_add``
+  + ``relu`` in one ``tf.function``, traced by the first call; forward:
+  ``keras.applications.VGG16(weights=None, include_top=False)`` with minivgg's weights set into
+  its layers, called through a ``tf.function``.
+- pytorch: ``torch.nn.functional.conv2d`` (bias included) + ``relu`` in plain NCHW (the input and
+  the kernels are converted once, outside the clock; ``--torch-channels-last`` for NHWC memory);
+  forward: the same ops run over minivgg's VGG16 table.
+
+Threads: NumPy's BLAS, Numba, TensorFlow and PyTorch read their thread counts when first imported,
+so the arguments are parsed and OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS set *before* anything imports
+NumPy: that is why this script imports NumPy, minivgg and the frameworks inside its functions.
+
+Noise: on a shared machine, with as many threads as cores, every parallel step waits for the core
+that another process holds, a scheduler time slice (~8 ms on the 2-core machine this was written
+on) each time: a multi-threaded kernel can come out 10x slower. NumPy's sgemm is measured at the
+start and again at the end, with a warning if they differ by more than 20%; ``--threads 1`` gives
+steadier (if lower) figures on a busy machine.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+FRAMEWORKS = ("tensorflow", "pytorch")
+IMPORT_NAME = {"tensorflow": "tensorflow", "pytorch": "torch"}
+DEFAULT_REPEATS, QUICK_REPEATS = 10, 3
+DEFAULT_NAIVE_SIZE, QUICK_NAIVE_SIZE = 56, 32
+MIN_SIZE = 32  # VGG16's five pools halve the size: 32 -> 1 (minivgg.vgg16.MIN_SIZE; not imported before --threads)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description="Time every minivgg conv method on every VGG16 layer, "
+                                "side by side with TensorFlow and PyTorch.")
+    p.add_argument("--size", type=int, default=224, help="input height and width (default 224)")
+    p.add_argument("--batch", type=int, default=1, help="batch size N (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="threads for every library (default: all cores)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help=f"timed calls per measurement, after the first call and one warm-up "
+                   f"(default {DEFAULT_REPEATS}, --quick {QUICK_REPEATS})")
+    p.add_argument("--quick", action="store_true", help="fewer repeats, a smaller naive size: well under 3 minutes on 2 cores")
+    p.add_argument("--naive-size", type=int, default=None,
+                   help=f"size for the slow naive method (default {DEFAULT_NAIVE_SIZE}, --quick {QUICK_NAIVE_SIZE})")
+    p.add_argument("--methods", help="comma-separated methods (default: all available); "
+                   "minivgg's, 'auto' (forward only), 'tensorflow', 'pytorch'")
+    p.add_argument("--layers", help="comma-separated conv/pool layer names and 'forward' (default: all)")
+    p.add_argument("--no-frameworks", action="store_true", help="leave TensorFlow and PyTorch out")
+    p.add_argument("--torch-channels-last", action="store_true", help="PyTorch in channels_last memory format")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--plot", metavar="PATH.png", help="draw per-layer times per method (Pillow)")
+    args = p.parse_args(argv)
+    for name, least in (("size", MIN_SIZE), ("naive_size", MIN_SIZE), ("batch", 1), ("threads", 1), ("repeats", 1)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            p.error(f"--{name.replace('_', '-')} must be at least {least}")
+    args.repeats = args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS)
+    args.naive_size = min(args.naive_size or (QUICK_NAIVE_SIZE if args.quick else DEFAULT_NAIVE_SIZE), args.size)
+    return args
+
+
+def set_threads(threads):
+    """Set every library's thread count through the environment; must run before NumPy is imported."""
+    threads = threads or len(os.sched_getaffinity(0))
+    late = "numpy" in sys.modules  # only when main() is called from Python (the tests)
+    for var in THREAD_VARS:
+        os.environ[var] = str(threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
+    return threads, late
+
+
+# ---------------------------------------------------------------- the frameworks
+
+
+def tensorflow_methods(threads, args):
+    """TensorFlow: (conv Method, forward Method, version)."""
+    import keras
+    import tensorflow as tf
+    from minivgg.bench import Method
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)  # one op at a time, like minivgg
+    except RuntimeError:  # TensorFlow already started in this process (main() called from a test)
+        pass
+
+    @tf.function
+    def conv(x, w, b):  # x (N, H, W, C), w (3, 3, C, K) HWIO as Keras stores it, b (K,)
+        return tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, w, strides=1, padding="SAME"), b))  # (N, H, W, K)
+
+    def load_model(params):
+        model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(None, None, 3))
+        for name, (w, b) in params.items():
+            model.get_layer(name).set_weights([w, b])
+        return tf.function(lambda x: model(x, training=False))
+
+    def fetch(y):
+        return y.numpy()
+
+    return (
+        Method(run=lambda x, p: conv(x, *p), load=lambda wb: [tf.constant(a) for a in wb], feed=tf.constant, fetch=fetch),
+        Method(run=lambda x, f: f(x), load=load_model, feed=tf.constant, fetch=fetch),
+        tf.__version__,
+    )
+
+
+def pytorch_methods(threads, args):
+    """PyTorch (CPU): (conv Method, forward Method, version)."""
+    import torch
+    import torch.nn.functional as F
+    from minivgg.bench import NOTOP, Method
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+    fmt = torch.channels_last if args.torch_channels_last else torch.contiguous_format
+    # (No torch.no_grad needed: tensors made from NumPy arrays do not ask for gradients.)
+
+    def load_conv(wb):
+        w, b = wb
+        w = torch.from_numpy(w.transpose(3, 2, 0, 1).copy())  # (KH, KW, C, K) -> (K, C, KH, KW)
+        return w.contiguous(memory_format=fmt), torch.from_numpy(b)
+
+    def feed(x):
+        x = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())  # (N, H, W, C) -> (N, C, H, W)
+        return x.contiguous(memory_format=fmt)
+
+    def fetch(y):
+        return y.permute(0, 2, 3, 1).numpy()  # (N, K, H, W) -> (N, H, W, K)
+
+    def conv(x, p):
+        return F.relu(F.conv2d(x, p[0], p[1], padding=1))  # (N, C, H, W) -> (N, K, H, W)
+
+    def forward(x, p):
+        for row in NOTOP:
+            x = conv(x, p[row.name]) if row.kind == "conv" else F.max_pool2d(x, 2)
+        return x
+
+    return (
+        Method(run=conv, load=load_conv, feed=feed, fetch=fetch),
+        Method(run=forward, load=lambda params: {name: load_conv(p) for name, p in params.items()}, feed=feed, fetch=fetch),
+        torch.__version__,
+    )
+
+
+# ---------------------------------------------------------------- choosing what to run
+
+
+def choose(args):
+    """The methods and layers to run. Returns (minivgg methods {name: Method}, frameworks [names],
+    want_auto, layer names, notes)."""
+    from minivgg import bench
+    from minivgg.errors import MinivggError
+
+    names = list(bench.CONV_METHODS) + ["auto"] + list(FRAMEWORKS)
+    explicit = [] if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in explicit if m not in names]
+    if unknown:
+        raise MinivggError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    wanted = [m for m in explicit or names if not (args.no_frameworks and m in FRAMEWORKS)]
+    notes, methods, frameworks = [], {}, []
+    for name in wanted:
+        if name == "auto":
+            continue
+        if name in FRAMEWORKS:
+            if importlib.util.find_spec(IMPORT_NAME[name]) is not None:
+                frameworks.append(name)
+            elif name in explicit:
+                raise MinivggError(f"{name} is not installed")
+            else:
+                notes.append(f"{name}: not installed, left out")
+            continue
+        try:
+            methods[name] = bench.CONV_METHODS[name]()
+        except ModuleNotFoundError as e:  # a method whose module is not written yet
+            if name in explicit or not (e.name or "").startswith("minivgg."):
+                raise MinivggError(f"method {name!r} is not available: {e}") from None
+            notes.append(f"{name}: {e.name.replace('.', '/')}.py is not there yet, left out")
+    want_auto = "auto" in wanted
+
+    all_layers = [s.name for s in bench.layer_shapes(args.size, args.batch)] + ["forward"]
+    layers = all_layers if args.layers is None else [s.strip() for s in args.layers.split(",") if s.strip()]
+    unknown = [name for name in layers if name not in all_layers]
+    if unknown:
+        raise MinivggError(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(all_layers)}")
+    return methods, frameworks, want_auto, layers, notes
+
+
+# ---------------------------------------------------------------- measuring
+
+
+class Table:
+    """Result rows (dicts, as they go into the JSON), printed as they are measured.
+
+    ``columns``: (heading, width, row -> text); the first three are left-aligned, the rest right.
+    """
+
+    def __init__(self):
+        self.results = []
+
+    def section(self, title, columns):
+        self.columns = columns
+        print(f"\n{title}")
+        self._print([heading for heading, _, _ in columns])
+
+    def add(self, row):
+        self.results.append(row)
+        self._print([text(row) for _, _, text in self.columns])
+
+    def _print(self, cells):
+        print("".join(f"{c:<{w}}" if i < 3 else f"{c:>{w}}" for i, (c, (_, w, _)) in enumerate(zip(cells, self.columns))),
+              flush=True)
+
+
+def number(key, spec, scale=1):
+    """A column: row[key] * scale formatted with ``spec``, or "-" where there is none."""
+    return lambda row: "-" if row.get(key) is None else format(row[key] * scale, spec)
+
+
+LEFT = [("layer", 14, lambda r: r["layer"]), ("input N,H,W,C", 21, lambda r: ",".join(map(str, r["shape"][:4]))),
+        ("method", 12, lambda r: r["method"])]
+CONV_COLUMNS = LEFT[:1] + [("N,H,W,C->K", 21, lambda r: "{},{},{},{}->{}".format(*r["shape"]))] + LEFT[2:] + [
+    ("median ms", 11, number("median_ms", ".2f")), ("GFLOP/s", 9, number("gflops", ".1f")),
+    ("% sgemm", 9, number("sgemm_share", ".0f", 100)), ("vs im2col", 10, number("vs_im2col", ".2f")),
+    ("1st call ms", 13, number("first_ms", ".1f")), ("load ms", 9, number("load_ms", ".2f"))]
+MEMORY_COLUMNS = LEFT[:2] + [("kernel", 12, lambda r: r["kind"])] + [
+    ("median ms", 11, number("median_ms", ".3f")), ("GB/s", 9, number("gbps", ".1f")),
+    ("copy GB/s", 11, number("copy_gbps", ".1f")), ("% copy", 8, number("copy_share", ".0f", 100)),
+    ("1st call ms", 13, number("first_ms", ".1f"))]
+FORWARD_COLUMNS = LEFT + CONV_COLUMNS[3:-1]
+
+
+def measure(method, name, layer, weights, x, ref, repeats, load_repeats=0, tol=None):
+    """Load, check, then time one method. Returns a result row: median_ms, first_ms, times_ms,
+    rel_error (of the check), load_ms (None without a load step)."""
+    import time
+
+    from minivgg import bench
+
+    params, load_ms = weights, None
+    if method.load is not None:
+        t = time.perf_counter()
+        params = method.load(weights)
+        load_ms = (time.perf_counter() - t) * 1e3  # the first load; it may include a JIT compile
+        if load_repeats:  # so, unless --quick, the median of a few more
+            load_ms = bench.median_seconds(lambda: method.load(weights), load_repeats, warmup=False) * 1e3
+    xin = method.feed(x) if method.feed else x
+    fetch = method.fetch or (lambda y: y)
+    err = []
+    tol = bench.TOL if tol is None else tol
+    t = bench.time_checked(lambda: method.run(xin, params),
+                           lambda out: err.append(bench.check(name, layer, fetch(out), ref, tol)), repeats)
+    return dict(median_ms=t.median_ms, first_ms=t.first_ms, load_ms=load_ms, rel_error=err[0], times_ms=t.times_ms)
+
+
+def at_size(methods, size, args):
+    """The methods measured at ``size`` (naive at --naive-size, the others at --size), im2col first
+    as the others are compared with it."""
+    here = {m: v for m, v in methods.items() if size == (args.naive_size if m == "naive" else args.size)}
+    return dict(sorted(here.items(), key=lambda kv: kv[0] != "im2col"))
+
+
+def run_conv(table, layers, methods, args, weights, sgemm):
+    from minivgg import bench
+
+    table.section(f"conv layers: median of {args.repeats} calls after the first (JIT compile, shown apart) "
+                  f"and one warm-up; NumPy sgemm = {sgemm:.1f} GFLOP/s", CONV_COLUMNS)
+    for size in sorted({args.size, args.naive_size} if "naive" in methods else {args.size}, reverse=True):
+        here = at_size(methods, size, args)
+        for i, s in enumerate(bench.layer_shapes(size, args.batch)):
+            if not s.K or s.name not in layers:
+                continue
+            x = bench.data((s.N, s.H, s.W, s.C), seed=i)  # (N, H, W, C)
+            w, b = weights[s.name]
+            ref = bench.reference_conv(x, w, b)  # (N, H, W, K) float64
+            base = None
+            for name, method in here.items():
+                row = measure(method, name, s.name, (w, b), x, ref, args.repeats, load_repeats=0 if args.quick else 3)
+                gflops = bench.conv_flops(s) / row["median_ms"] / 1e6
+                base = row["median_ms"] if name == "im2col" else base
+                table.add(dict(layer=s.name, kind="conv", size=size, shape=list(s[1:]), method=name, **row, gflops=gflops,
+                               sgemm_share=gflops / sgemm, vs_im2col=base and base / row["median_ms"]))
+
+
+def run_memory(table, layers, args):
+    """Max-pool on every pool layer's input and ReLU on every conv layer's output, against a copy."""
+    import numpy as np
+    from minivgg import bench
+    from minivgg.pool import max_pool2d
+    from minivgg.relu import relu
+
+    table.section("memory-bound kernels: GB/s = (bytes read + written) / median time, "
+                  "against np.copyto moving as many bytes", MEMORY_COLUMNS)
+    for i, s in enumerate(bench.layer_shapes(args.size, args.batch)):
+        if s.name not in layers:
+            continue
+        if s.K:  # a conv layer: ReLU on its output
+            x = bench.data((s.N, s.H, s.W, s.K), seed=100 + i)  # (N, H, W, K)
+            kernel, fn, ref = "relu", relu, np.maximum(x, 0)
+        else:
+            x = bench.data((s.N, s.H, s.W, s.C), seed=100 + i)  # (N, H, W, C)
+            kernel, fn, ref = "max_pool2d", max_pool2d, bench.reference_pool(x)  # (N, H/2, W/2, C)
+        row = measure(bench.Method(run=lambda x, _: fn(x)), kernel, s.name, None, x, ref, args.repeats, tol=0.0)  # exact
+        nbytes = x.nbytes + ref.size * 4  # read the input, write the float32 output
+        gbps = nbytes / row["median_ms"] / 1e6
+        copy = bench.copy_gbps(nbytes // 2, args.repeats)  # reads nbytes / 2, writes nbytes / 2
+        table.add(dict(layer=s.name, kind=kernel, size=args.size, shape=list(x.shape), method="minivgg", **row,
+                       gbps=gbps, copy_gbps=copy, copy_share=gbps / copy))
+
+
+def run_forward(table, methods, frameworks, want_auto, args, weights, sgemm, tmp):
+    from minivgg import bench
+    from minivgg.conv import METHODS
+    from minivgg.vgg16 import VGG16
+
+    path = bench.save_weights(weights, os.path.join(tmp, "weights.h5"))
+
+    def minivgg_forward(method):  # loads the benchmark's weights, the same for every method
+        return bench.Method(run=lambda x, model: model(x),
+                            load=lambda _: VGG16(weights=path, include_top=False, method=method))
+
+    todo = {m: minivgg_forward(m) for m in methods if m in METHODS}
+    if want_auto:  # the default per-layer plan, unless it is one method everywhere, already in todo
+        auto = VGG16(weights=path, include_top=False, method="auto")
+        same = [m for m in todo if set(auto.plan.values()) == {m}]
+        if same:
+            print(f"note: forward 'auto' is {same[0]} on every layer: see the {same[0]} row")
+        else:
+            todo["auto"] = bench.Method(run=lambda x, model: model(x), load=lambda _: auto)
+    todo.update(frameworks)
+
+    table.section("whole forward pass without the top (13 conv + 5 pool layers); GFLOP/s counts the convs",
+                  FORWARD_COLUMNS)
+    base = None
+    for size in sorted({args.size, args.naive_size}, reverse=True):
+        x = bench.data((args.batch, size, size, 3), seed=200)  # (N, H, W, 3)
+        ref = bench.reference_forward(weights, x) if at_size(todo, size, args) else None  # (N, H/32, W/32, 512)
+        for name, method in at_size(todo, size, args).items():
+            row = measure(method, name, "the forward pass", weights, x, ref, args.repeats)
+            gflops = bench.forward_flops(size, args.batch) / row["median_ms"] / 1e6
+            base = row["median_ms"] if name == "im2col" and size == args.size else base
+            table.add(dict(layer="forward", kind="forward", size=size, shape=list(x.shape), method=name, **row,
+                           gflops=gflops, sgemm_share=gflops / sgemm,
+                           vs_im2col=base / row["median_ms"] if base and size == args.size else None))
+
+
+# ---------------------------------------------------------------- the plot
+
+COLORS = {"im2col": (31, 119, 180), "winograd": (44, 160, 44), "auto": (23, 190, 207), "naive": (127, 127, 127),
+          "tensorflow": (255, 127, 14), "pytorch": (214, 39, 40)}
+EXTRA_COLORS = [(148, 103, 189), (140, 86, 75), (227, 119, 194), (188, 189, 34)]
+
+
+def plot(results, path, title, subtitle, size):
+    """Grouped horizontal bars: one group per conv layer (and one for the forward pass), one bar per
+    method, at ``size`` only (a method measured at another size, like naive, is named in a footnote)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows = [r for r in results if r["kind"] in ("conv", "forward") and r["size"] == size]
+    left_out = sorted({r["method"] for r in results if r["kind"] in ("conv", "forward")} - {r["method"] for r in rows})
+    order = list(COLORS) + list(dict.fromkeys(r["method"] for r in rows))  # methods: the legend's and each group's
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    rows.sort(key=lambda r: (layers.index(r["layer"]), order.index(r["method"])))
+    methods = sorted({r["method"] for r in rows}, key=order.index)
+    colors = {m: COLORS.get(m) or EXTRA_COLORS[i % len(EXTRA_COLORS)] for i, m in enumerate(methods)}
+    panels = [(f"{kind} layers" if kind == "conv" else "whole forward pass", [r for r in rows if r["kind"] == kind])
+              for kind in ("conv", "forward")]
+    panels = [(name, rs) for name, rs in panels if rs]
+
+    font, small, bold = (ImageFont.load_default(size=pt) for pt in (15, 13, 19))
+    W, x0, pad, bar_h, gap = 1200, 190, 24, 17, 12  # x0: where the bars start
+    bar_w = W - x0 - 200  # room on the right for "123.4 ms  56 GFLOP/s"
+    body = {name: sum(gap + bar_h * len(g) for g in _groups(rs)) for name, rs in panels}
+    img = Image.new("RGB", (W, 105 + sum(30 + body[name] + 40 for name, _ in panels) + 20), "white")
+    d = ImageDraw.Draw(img)
+    d.text((pad, 14), title, fill="black", font=bold)
+    d.text((pad, 42), subtitle, fill=(80, 80, 80), font=small)
+    x = pad  # the legend
+    for m in methods:
+        d.rectangle([x, 70, x + 14, 84], fill=colors[m])
+        d.text((x + 20, 77), m, fill="black", font=font, anchor="lm")
+        x += 44 + int(d.textlength(m, font=font))
+    y = 105
+    for name, rs in panels:
+        d.text((pad, y), f"{name}: median ms per call (shorter is better)", fill="black", font=font)
+        y += 30
+        top = max(r["median_ms"] for r in rs)
+        step = _nice_step(top)
+        scale = bar_w / (step * -(-top // step))  # px per ms; the axis ends on a grid line
+        for i in range(int(-(-top // step)) + 1):  # grid lines and their labels
+            gx = x0 + round(i * step * scale)
+            d.line([gx, y, gx, y + body[name]], fill=(222, 222, 222))
+            d.text((gx, y + body[name] + 4), f"{i * step:g}", fill=(90, 90, 90), font=small, anchor="mt")
+        d.text((x0 + bar_w + 30, y + body[name] + 4), "ms", fill=(90, 90, 90), font=small, anchor="lt")
+        d.line([x0, y, x0, y + body[name]], fill="black")
+        for group in _groups(rs):
+            y += gap
+            mid, s = y + bar_h * len(group) / 2, group[0]["shape"]
+            if group[0]["kind"] == "conv":
+                d.text((pad, mid), group[0]["layer"], fill="black", font=font, anchor="lb")
+                d.text((pad, mid + 2), f"{s[1]}x{s[2]}, {s[3]}->{s[4]}", fill=(90, 90, 90), font=small, anchor="lt")
+            else:
+                d.text((pad, mid), f"forward {s[1]}x{s[2]}", fill="black", font=font, anchor="lm")
+            for r in group:
+                end = x0 + max(1, round(r["median_ms"] * scale))
+                d.rectangle([x0, y + 1, end, y + bar_h - 2], fill=colors[r["method"]])
+                d.text((end + 6, y + bar_h / 2), f"{_short(r['median_ms'])} ms  {_short(r['gflops'])} GFLOP/s",
+                       fill="black", font=small, anchor="lm")
+                y += bar_h
+        y += 40
+    if left_out:
+        d.text((pad, y), f"not drawn: {', '.join(left_out)} (measured at another size, see the table)",
+               fill=(90, 90, 90), font=small)
+    img.save(path, format="PNG")
+
+
+def _short(v):
+    """3 significant digits, without an exponent: 0.392, 36.1, 518, 2655."""
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def _groups(rows):
+    """Rows grouped by layer, in order of first appearance."""
+    return [[r for r in rows if r["layer"] == layer] for layer in dict.fromkeys(r["layer"] for r in rows)]
+
+
+def _nice_step(top):
+    """A grid step of 1, 2 or 5 times a power of ten giving 4 to 10 lines up to ``top``."""
+    import math
+
+    p = 10 ** math.floor(math.log10(top / 4))
+    return next(m * p for m in (1, 2, 5, 10) if top / (m * p) <= 10)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    threads, late = set_threads(args.threads)  # before anything imports NumPy
+    from minivgg.errors import MinivggError
+
+    try:
+        return run(args, threads, late)
+    except MinivggError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def run(args, threads, late):
+    from minivgg import bench  # first: minivgg.jit picks Numba's threading layer before it starts
+    from minivgg.errors import MinivggError
+    import numba
+
+    for path in (args.json, args.plot):  # fail now rather than after the run
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise MinivggError(f"cannot write {path}: no such folder")
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # this starts Numba's thread pool
+    methods, frameworks, want_auto, layers, notes = choose(args)
+    machine = bench.machine_info(threads)
+    conv_fw, forward_fw = {}, {}
+    for name in frameworks:
+        conv_fw[name], forward_fw[name], machine["versions"][name] = \
+            {"tensorflow": tensorflow_methods, "pytorch": pytorch_methods}[name](threads, args)
+    weights = bench.weights()
+    sgemm = bench.sgemm_gflops(repeats=args.repeats)
+    machine["sgemm_gflops"] = sgemm
+
+    v = machine["versions"]
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores; " + ", ".join(f"{k} {v[k]}" for k in v))
+    print(f"threads: {threads} for everyone: {'='.join(THREAD_VARS)}={threads}"
+          + (f", TensorFlow intra-op {threads} inter-op 1" if "tensorflow" in frameworks else "")
+          + (f", torch.set_num_threads({threads}) inter-op 1" if "pytorch" in frameworks else ""))
+    if late:
+        notes.append("NumPy was imported before --threads (main() called from Python): BLAS keeps its thread count")
+    print(f"size {args.size}x{args.size}, batch {args.batch}, {args.repeats} repeats; "
+          f"naive at {args.naive_size}x{args.naive_size}; NumPy sgemm 2048^3 = {sgemm:.1f} GFLOP/s"
+          + ("; PyTorch channels_last" if args.torch_channels_last else "; PyTorch NCHW"))
+    for note in notes:
+        print(f"note: {note}")
+
+    table = Table()
+    conv_layers = [s.name for s in bench.layer_shapes(args.size, args.batch) if s.K and s.name in layers]
+    if conv_layers and (methods or conv_fw):
+        run_conv(table, conv_layers, {**methods, **conv_fw}, args, weights, sgemm)
+    if [n for n in layers if n != "forward"]:
+        run_memory(table, layers, args)
+    if "forward" in layers:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_forward(table, methods, forward_fw, want_auto, args, weights, sgemm, tmp)
+
+    # The same sgemm again: if the machine got busier or quieter meanwhile, the two differ.
+    machine["sgemm_gflops_end"] = end = bench.sgemm_gflops(repeats=args.repeats)
+    print(f"\nNumPy sgemm at the end: {end:.1f} GFLOP/s (at the start: {sgemm:.1f})")
+    if abs(end - sgemm) > 0.2 * max(end, sgemm):
+        print("warning: the ceiling moved by more than 20% during the run: the machine is busy, "
+              "the figures above are noisy (try again, or --threads 1)")
+    settings = {k: getattr(args, k) for k in ("size", "batch", "repeats", "naive_size", "quick", "torch_channels_last")}
+    try:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": machine, "settings": settings, "results": table.results}, f, indent=1)
+            print(f"\nwrote {args.json}")
+        if args.plot:
+            plot(table.results, args.plot, f"minivgg conv benchmark: {args.size}x{args.size}, batch {args.batch}",
+                 f"{machine['cpu']}, {threads} threads; median of {args.repeats} after warm-up; "
+                 f"NumPy sgemm ceiling {sgemm:.0f} GFLOP/s; GFLOP/s = 2*N*H*W*C*K*9 / time, whatever the method", args.size)
+            print(f"wrote {args.plot}")
+    except OSError as e:
+        raise MinivggError(f"cannot write {e.filename}: {e.strerror}") from None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""scripts/benchmark.py: it covers every layer and method, reports sane numbers, and refuses a wrong
+method before timing it. Everything runs at 32x32 (VGG16's smallest input) with one repeat.
+
+The script is run twice: once as a real command (a subprocess: the thread variables are set before
+NumPy loads, as a user runs it), and in this process through its ``main(argv)``, where a deliberately
+wrong method can be registered in ``minivgg.bench.CONV_METHODS``, the benchmark's method table.
+"""
+import json
+import math
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minivgg import bench
+from minivgg.conv import METHODS, conv2d_im2col, conv2d_naive
+from minivgg.errors import MinivggError
+from minivgg.pool import max_pool2d_naive
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+FAST = ["--size", "32", "--quick", "--repeats", "1"]
+CONV_LAYERS = [s.name for s in bench.layer_shapes(32, 1) if s.K]
+POOL_LAYERS = [s.name for s in bench.layer_shapes(32, 1) if not s.K]
+
+
+@pytest.fixture
+def script(monkeypatch):
+    """The script's globals (``main`` among them), for a run in this process; the environment
+    variables that main() sets are restored afterwards."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL"):
+        if var in os.environ:
+            monkeypatch.setenv(var, os.environ[var])  # monkeypatch puts back what was there ...
+        else:
+            monkeypatch.delenv(var, raising=False)  # ... or removes what main() adds
+    return runpy.run_path(str(SCRIPT))
+
+
+@pytest.fixture
+def main(script):
+    return script["main"]
+
+
+def test_reference_is_the_formula():
+    """The float64 reference every method is checked against equals the naive conv and pool, on
+    lopsided shapes (H != W, C != K, odd sizes, N > 1). Tolerance: conv2d_naive sums in float32
+    (27 terms here), ~1e-7 of the output's size; 1e-6 allows for it. The pool only compares: exact."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 7, 5, 3), dtype=np.float32)
+    w = rng.standard_normal((3, 3, 3, 4), dtype=np.float32)
+    b = rng.standard_normal(4, dtype=np.float32)
+    assert bench.rel_error(conv2d_naive(x, w, b, stride=1, pad=1, relu=True), bench.reference_conv(x, w, b)) < 1e-6
+    x = rng.standard_normal((2, 9, 6, 3), dtype=np.float32)
+    np.testing.assert_array_equal(bench.reference_pool(x), max_pool2d_naive(x))
+
+
+def test_check_refuses_a_wrong_result():
+    rng = np.random.default_rng(1)
+    w, b = bench.weights()["block1_conv2"]  # (3, 3, 64, 64), non-zero biases
+    x = rng.standard_normal((1, 6, 9, 64), dtype=np.float32)
+    ref = bench.reference_conv(x, w, b)
+    assert bench.check("im2col", "block1_conv2", conv2d_im2col(x, w, b, 1, 1, True), ref) < bench.TOL
+    with pytest.raises(MinivggError, match=r"method 'x' on block1_conv2 disagrees .* > 0.0001"):
+        bench.check("x", "block1_conv2", ref * (1 + 1e-3), ref)
+    with pytest.raises(MinivggError, match=r"shape \(1, 9, 6, 64\), expected \(1, 6, 9, 64\)"):
+        bench.check("x", "block1_conv2", ref.transpose(0, 2, 1, 3), ref)
+
+
+def test_command_covers_every_layer_and_method(tmp_path):
+    """The real command line: exit 0, and a JSON with every conv layer for every minivgg method,
+    every pool and ReLU, the forward pass, all numbers positive and consistent."""
+    out, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    command = [sys.executable, str(SCRIPT), *FAST, "--no-frameworks", "--json", str(out), "--plot", str(png)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "threads: " in done.stdout and "block5_conv3" in done.stdout
+    report = json.loads(out.read_text())
+
+    machine = report["machine"]
+    assert {"cpu", "cores", "threads", "versions", "sgemm_gflops", "sgemm_gflops_end"} <= set(machine)
+    assert machine["threads"] == len(os.sched_getaffinity(0)) and machine["sgemm_gflops"] > 0
+    assert {"numpy", "numba", "python"} <= set(machine["versions"])
+
+    results = report["results"]
+    assert set(METHODS) <= set(bench.CONV_METHODS)  # the benchmark's table covers minivgg's methods
+    conv = {(r["layer"], r["method"]) for r in results if r["kind"] == "conv"}
+    assert conv == {(layer, m) for layer in CONV_LAYERS for m in METHODS}
+    assert [r["layer"] for r in results if r["kind"] == "relu"] == CONV_LAYERS
+    assert [r["layer"] for r in results if r["kind"] == "max_pool2d"] == POOL_LAYERS
+    assert {r["method"] for r in results if r["kind"] == "forward"} >= set(METHODS)
+
+    for r in results:
+        assert r["median_ms"] > 0 and all(t > 0 for t in r["times_ms"]) and r["first_ms"] > 0, r
+        assert math.isfinite(r["median_ms"]) and r["rel_error"] <= bench.TOL, r
+        if r["kind"] == "conv":
+            N, H, W, C, K = r["shape"]
+            assert r["gflops"] == pytest.approx(2 * N * H * W * C * K * 9 / r["median_ms"] / 1e6), r
+            assert r["sgemm_share"] > 0, r
+        elif r["kind"] == "forward":
+            assert r["gflops"] > 0 and r["shape"] == [1, 32, 32, 3], r
+        else:
+            assert r["gbps"] > 0 and r["copy_gbps"] > 0 and r["rel_error"] == 0, r  # pool and ReLU are exact
+    assert {r["method"] for r in results if r["kind"] == "conv" and r["load_ms"] is not None} == {"winograd"}
+
+    with Image.open(png) as img:
+        assert img.width == 1200 and img.height > 800  # 13 layer groups of 3 bars, and the forward pass
+
+
+@pytest.mark.parametrize("mistake", [
+    lambda y, b: y * np.float32(1.001),  # off by 1e-3: just past the 1e-4 tolerance
+    lambda y, b: np.maximum(y - b, 0),  # the bias dropped (b is uniform in -0.5..0.5, never all zero)
+    lambda y, b: np.full_like(y, np.nan),
+    lambda y, b: y[:, :, :-1],  # a missing column
+], ids=["scaled", "no-bias", "nan", "shape"])
+def test_wrong_method_is_refused_before_timing(main, monkeypatch, capsys, tmp_path, mistake):
+    calls = []
+
+    def wrong():
+        def run(x, p):
+            calls.append(x.shape)
+            return mistake(conv2d_im2col(x, p[0], p[1], stride=1, pad=1, relu=True), p[1])
+
+        return bench.Method(run=run)
+
+    monkeypatch.setitem(bench.CONV_METHODS, "wrong", wrong)  # the test hook: one more method
+    out = tmp_path / "bench.json"
+    code = main([*FAST, "--no-frameworks", "--methods", "im2col,wrong", "--layers", "block2_conv1", "--json", str(out)])
+    stdout, stderr = capsys.readouterr()
+    assert code == 1
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: method 'wrong' on block2_conv1 disagrees with the float64 reference")
+    assert calls == [(1, 16, 16, 64)]  # called once, for the check; never timed
+    assert "im2col" in stdout and "wrong" not in stdout and not out.exists()
+
+
+def test_unknown_names_are_one_line_errors(main, capsys):
+    assert main([*FAST, "--methods", "im2col,fft"]) == 1
+    assert capsys.readouterr().err.startswith("error: unknown method(s) fft; choose from naive, im2col")
+    assert main([*FAST, "--layers", "block6_conv1"]) == 1
+    assert capsys.readouterr().err.startswith("error: unknown layer(s) block6_conv1")
+
+
+def test_missing_frameworks_are_left_out_or_refused(script, monkeypatch, capsys):
+    monkeypatch.setitem(script["IMPORT_NAME"], "tensorflow", "no_such_tensorflow")
+    monkeypatch.setitem(script["IMPORT_NAME"], "pytorch", "no_such_torch")
+    assert script["main"]([*FAST, "--layers", "block5_conv3"]) == 0  # all methods: they are noted and left out
+    stdout = capsys.readouterr().out
+    assert "note: tensorflow: not installed, left out" in stdout and "note: pytorch: not installed" in stdout
+    assert not any(line.split()[2:3] in (["tensorflow"], ["pytorch"]) for line in stdout.splitlines() if line.strip())
+    assert script["main"]([*FAST, "--methods", "im2col,pytorch"]) == 1  # asked for by name: an error
+    assert capsys.readouterr().err == "error: pytorch is not installed\n"
+
+
+def test_frameworks_agree_and_are_timed(tf, main, tmp_path):
+    """TensorFlow (and PyTorch when installed) pass the same check as minivgg, per layer and for the
+    whole forward pass with minivgg's weights copied into Keras' VGG16."""
+    import importlib.util
+
+    frameworks = ["tensorflow"] + (["pytorch"] if importlib.util.find_spec("torch") else [])
+    out = tmp_path / "bench.json"
+    methods = ",".join(["im2col", *frameworks])
+    assert main([*FAST, "--methods", methods, "--layers", "block3_conv2,forward", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    for kind, layer in (("conv", "block3_conv2"), ("forward", "forward")):
+        rows = {r["method"]: r for r in results if r["kind"] == kind and r["layer"] == layer}
+        assert set(rows) == {"im2col", *frameworks}
+        assert all(r["rel_error"] <= bench.TOL and r["median_ms"] > 0 for r in rows.values()), rows
