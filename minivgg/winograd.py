@@ -1,0 +1,302 @@
+"""Winograd F(4x4, 3x3): a 3x3 "same" convolution with 4x fewer multiplications.
+
+Legend: N batch, H, W height and width, C input channels, K output channels,
+TH, TW tiles down and across (TH = ceil(H/4), TW = ceil(W/4)), T = N*TH*TW tiles,
+Tb tiles in one block (see ``BLOCK_FLOATS``), F = 36 frequencies (the 6x6 points of a transformed tile).
+
+Source: A. Lavin and S. Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016
+(arXiv:1509.09308). Section 4 nests Winograd's 1-D minimal filtering algorithm F(m, r),
+
+    y = A^T [(G g) * (B^T d)]                      (1-D: 4 outputs of a 3-tap filter, 6 inputs)
+
+into a 2-D one, Y = A^T [(G g G^T) * (B^T d B)] A, where ``*`` multiplies element by element;
+section 4.3 ("F(4x4, 3x3)") gives the matrices below, from the interpolation points 0, 1, -1, 2, -2
+and infinity. They are exactly what the authors' tool prints for
+``wincnn.showCookToomFilter((0, 1, -1, 2, -2), 4, 3)`` (github.com/andravin/wincnn).
+
+How one layer is computed. The output is cut into 4x4 tiles; tile (th, tw) needs the 6x6 input
+patch d starting at row 4*th - 1, column 4*tw - 1 (the -1 is the "same" padding; rows and columns
+outside the image read as zeros, so the tiles past a ragged edge just produce outputs we drop).
+Tiles are numbered t = (n*TH + th)*TW + tw. Per tile t, channel c, filter k and frequency f = 6*i + j:
+
+    U[f, c, k] = (G g[:, :, c, k] G^T)[i, j]        kernel transform, once per layer (6x6 from 3x3)
+    V[f, t, c] = (B^T d[t, :, :, c] B)[i, j]        input transform (6x6 from 6x6)
+    M[f, t, k] = sum over c of V[f, t, c] * U[f, c, k]   = 36 GEMMs (T, C) @ (C, K)
+    Y[t, :, :, k] = A^T M[:, t, k] A + b[k]         output transform (4x4 from 6x6), then ReLU
+
+Direct convolution spends 9 multiply-adds per output pixel, channel and filter; Winograd spends
+36 per 16 outputs, 2.25: 4x fewer. The price: the transforms (additions, done once per tile and
+channel, not per filter), 36/9 = 4x more memory for U than for the kernel, and a few times more
+float32 rounding than a direct sum (B^T and A^T hold 4, 5 and 8, G holds 1/6 and 1/24: intermediate
+values outgrow the result). Measured on VGG16 against TensorFlow: 3e-6..6e-6 of max|output| per
+layer, against 1e-6..3e-6 for im2col.
+
+Two versions, side by side:
+- ``conv3x3_winograd_naive``: straight from the formula, tile by tile, in plain NumPy.
+- ``conv3x3_winograd``: the transforms as parallel Numba loops over tiles, vectorised along
+  channels, with the padding fused in; the 36 GEMMs as one batched ``np.matmul`` through BLAS.
+  V and M live in scratch buffers kept between calls, and a large layer (or batch) goes through
+  in blocks of tiles so that they stay bounded (``BLOCK_FLOATS``).
+"""
+import threading
+
+import numba
+import numpy as np
+
+from .jit import PARALLEL
+
+# Lavin & Gray 2016, section 4.3: F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2, infinity.
+BT = np.array([  # B^T (6, 6): input transform, V = B^T d B
+    [4, 0, -5, 0, 1, 0],
+    [0, -4, -4, 1, 1, 0],
+    [0, 4, -4, -1, 1, 0],
+    [0, -2, -1, 2, 1, 0],
+    [0, 2, -1, -2, 1, 0],
+    [0, 4, 0, -5, 0, 1],
+], dtype=np.float64)
+G = np.array([  # G (6, 3): kernel transform, U = G g G^T
+    [1 / 4, 0, 0],
+    [-1 / 6, -1 / 6, -1 / 6],
+    [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6],
+    [1 / 24, -1 / 12, 1 / 6],
+    [0, 0, 1],
+], dtype=np.float64)
+AT = np.array([  # A^T (4, 6): output transform, Y = A^T M A
+    [1, 1, 1, 1, 1, 0],
+    [0, 1, -1, 2, -2, 0],
+    [0, 1, 1, 4, 4, 0],
+    [0, 1, -1, 8, -8, 1],
+], dtype=np.float64)
+TILE = 4  # outputs per tile side (m)
+PATCH = 6  # inputs per tile side (m + r - 1)
+BLOCK_FLOATS = 1 << 22  # floats per scratch buffer (16 MB): V and M hold at most this many
+_workspace = threading.local()
+
+
+def tiles(H, W):
+    """Tiles down and across: TH = ceil(H / 4), TW = ceil(W / 4)."""
+    return -(-H // TILE), -(-W // TILE)
+
+
+def _check_kernel(w):
+    if w.ndim != 4 or w.shape[:2] != (3, 3):
+        raise ValueError(f"Winograd F(4x4,3x3) needs a (3, 3, C, K) kernel, got {w.shape}")
+
+
+def winograd_kernel(w):
+    """The kernel transform, done once when the weights load.
+
+    Inputs:
+    - w: (3, 3, C, K), Keras' HWIO layout
+    Returns:
+    - U: (36, C, K) float32, C-contiguous; U[6*i + j, c, k] = (G w[:, :, c, k] G^T)[i, j]
+    """
+    _check_kernel(w)
+    C, K = w.shape[2:]
+    U = np.empty((PATCH * PATCH, C, K), dtype=np.float32)
+    for k in range(0, K, 64):  # 64 filters at a time: the float64 temporaries stay small
+        g = np.asarray(w[:, :, :, k:k + 64], dtype=np.float64)  # (3, 3, C, 64), exact in float64
+        u = np.einsum("ia,jb,abck->ijck", G, G, g, optimize=True)  # G g G^T: (6, 6, C, 64)
+        U[:, :, k:k + 64] = u.reshape(PATCH * PATCH, C, -1)  # (6, 6, C, 64) -> (36, C, 64), rounded once
+    return U
+
+
+def conv3x3_winograd_naive(x, w, b, relu=False):
+    """Reference Winograd convolution: the formula above, tile by tile, in plain NumPy.
+
+    Inputs:
+    - x: (N, H, W, C);  w: (3, 3, C, K);  b: (K,);  relu: apply max(., 0) to the result
+    Returns:
+    - out: (N, H, W, K) float32: stride 1, pad 1, so H' = H and W' = W
+    Computes in float32, so it rounds about as much as ``conv3x3_winograd``.
+    """
+    _check_kernel(w)
+    N, H, W, C = x.shape
+    K = w.shape[3]
+    TH, TW = tiles(H, W)
+    bt, g, at = BT.astype(np.float32), G.astype(np.float32), AT.astype(np.float32)
+    U = np.einsum("ia,abck,jb->ijck", g, w.astype(np.float32), g)  # G g G^T: (6, 6, C, K)
+    # 1 zero row/column of padding before, and enough after for whole tiles: (N, 4*TH + 2, 4*TW + 2, C)
+    xp = np.zeros((N, TILE * TH + 2, TILE * TW + 2, C), dtype=np.float32)
+    xp[:, 1:H + 1, 1:W + 1, :] = x
+    out = np.empty((N, TILE * TH, TILE * TW, K), dtype=np.float32)
+    for th in range(TH):
+        for tw in range(TW):
+            d = xp[:, TILE * th:TILE * th + PATCH, TILE * tw:TILE * tw + PATCH, :]  # (N, 6, 6, C)
+            V = np.einsum("ia,nabc,jb->nijc", bt, d, bt)  # B^T d B: (N, 6, 6, C)
+            M = np.einsum("nijc,ijck->nijk", V, U)  # (G g G^T) * (B^T d B), summed over c: (N, 6, 6, K)
+            Y = np.einsum("ri,nijk,sj->nrsk", at, M, at)  # A^T M A: (N, 4, 4, K)
+            out[:, TILE * th:TILE * th + TILE, TILE * tw:TILE * tw + TILE, :] = Y
+    out = out[:, :H, :W, :] + b  # drop the outputs past a ragged edge: (N, H, W, K)
+    return np.maximum(out, 0) if relu else out
+
+
+@numba.njit(**PARALLEL)
+def _input_transform(x, TH, TW, t0, V):
+    # x: (N, H, W, C), V: (36, Tb, C) for tiles t0 .. t0 + Tb - 1 of the N*TH*TW, numbered (n, th, tw).
+    # V[6*i + j, t - t0, :] = (B^T d B)[i, j] for tile t. Two 1-D passes: B^T along each row of d
+    # (into V's row i), then B^T down each column, in place. The innermost loop runs along the
+    # channels, contiguous in x and V, so LLVM vectorises it. (Numba evaluates 4.0 * e0 in float64;
+    # values are rounded to float32 when stored.)
+    N, H, W, C = x.shape
+    for u in numba.prange(V.shape[1]):
+        t = t0 + u
+        n = t // (TH * TW)
+        th = (t // TW) % TH
+        tw = t % TW
+        h0 = 4 * th - 1  # the patch's top-left corner; -1 for the padding
+        w0 = 4 * tw - 1
+        inside = w0 >= 0 and w0 + 5 < W
+        for i in range(6):  # rows of d: V[6*i + j] = (d B)[i, j] = (B^T d[i, :])[j]
+            h = h0 + i
+            if h < 0 or h >= H:  # a row of padding: zeros
+                for j in range(6):
+                    for c in range(C):
+                        V[6 * i + j, u, c] = 0.0
+                continue
+            for c in range(C):
+                # e0..e5 = d[i, 0..5], zeros outside the image
+                if inside:
+                    e0 = x[n, h, w0, c]
+                    e1 = x[n, h, w0 + 1, c]
+                    e2 = x[n, h, w0 + 2, c]
+                    e3 = x[n, h, w0 + 3, c]
+                    e4 = x[n, h, w0 + 4, c]
+                    e5 = x[n, h, w0 + 5, c]
+                else:
+                    e0 = x[n, h, w0, c] if 0 <= w0 < W else 0.0
+                    e1 = x[n, h, w0 + 1, c] if w0 + 1 < W else 0.0
+                    e2 = x[n, h, w0 + 2, c] if w0 + 2 < W else 0.0
+                    e3 = x[n, h, w0 + 3, c] if w0 + 3 < W else 0.0
+                    e4 = x[n, h, w0 + 4, c] if w0 + 4 < W else 0.0
+                    e5 = x[n, h, w0 + 5, c] if w0 + 5 < W else 0.0
+                # B^T e, the rows of B^T written out:
+                #   [4  0 -5  0  1  0]   [0 -4 -4  1  1  0]   [0  4 -4 -1  1  0]
+                #   [0 -2 -1  2  1  0]   [0  2 -1 -2  1  0]   [0  4  0 -5  0  1]
+                V[6 * i + 0, u, c] = 4.0 * e0 - 5.0 * e2 + e4
+                V[6 * i + 1, u, c] = (e4 - 4.0 * e2) - (4.0 * e1 - e3)
+                V[6 * i + 2, u, c] = (e4 - 4.0 * e2) + (4.0 * e1 - e3)
+                V[6 * i + 3, u, c] = (e4 - e2) + 2.0 * (e3 - e1)
+                V[6 * i + 4, u, c] = (e4 - e2) - 2.0 * (e3 - e1)
+                V[6 * i + 5, u, c] = 4.0 * e1 - 5.0 * e3 + e5
+        for j in range(6):  # columns: V[6*i + j] = (B^T (d B)[:, j])[i], same formulas
+            for c in range(C):
+                e0 = V[j, u, c]
+                e1 = V[6 + j, u, c]
+                e2 = V[12 + j, u, c]
+                e3 = V[18 + j, u, c]
+                e4 = V[24 + j, u, c]
+                e5 = V[30 + j, u, c]
+                V[j, u, c] = 4.0 * e0 - 5.0 * e2 + e4
+                V[6 + j, u, c] = (e4 - 4.0 * e2) - (4.0 * e1 - e3)
+                V[12 + j, u, c] = (e4 - 4.0 * e2) + (4.0 * e1 - e3)
+                V[18 + j, u, c] = (e4 - e2) + 2.0 * (e3 - e1)
+                V[24 + j, u, c] = (e4 - e2) - 2.0 * (e3 - e1)
+                V[30 + j, u, c] = 4.0 * e1 - 5.0 * e3 + e5
+
+
+@numba.njit(**PARALLEL)
+def _output_transform(M, b, relu, TH, TW, t0, out):
+    # M: (36, Tb, K) for tiles t0 .. t0 + Tb - 1, overwritten; b: (K,); out: (N, H, W, K).
+    # out[n, 4*th + r, 4*tw + s, :] = (A^T M[:, t - t0] A)[r, s] + b. Two 1-D passes: A^T down each
+    # column of M (into rows 0..3 of M, in place), then A^T along each of those 4 rows, into ``out``.
+    N, H, W, K = out.shape
+    for u in numba.prange(M.shape[1]):
+        t = t0 + u
+        n = t // (TH * TW)
+        th = (t // TW) % TH
+        tw = t % TW
+        h0 = 4 * th
+        w0 = 4 * tw
+        for j in range(6):  # columns: (A^T M)[r, j], the rows of A^T written out:
+            for k in range(K):  # [1 1 1 1 1 0]  [0 1 -1 2 -2 0]  [0 1 1 4 4 0]  [0 1 -1 8 -8 1]
+                m0 = M[j, u, k]
+                m1 = M[6 + j, u, k]
+                m2 = M[12 + j, u, k]
+                m3 = M[18 + j, u, k]
+                m4 = M[24 + j, u, k]
+                m5 = M[30 + j, u, k]
+                M[j, u, k] = m0 + (m1 + m2) + (m3 + m4)
+                M[6 + j, u, k] = (m1 - m2) + 2.0 * (m3 - m4)
+                M[12 + j, u, k] = (m1 + m2) + 4.0 * (m3 + m4)
+                M[18 + j, u, k] = (m1 - m2) + 8.0 * (m3 - m4) + m5
+        for r in range(4):  # rows: (A^T M A)[r, s], same formulas, then bias and ReLU
+            h = h0 + r
+            if h >= H:  # past a ragged bottom edge: dropped
+                break
+            for k in range(K):
+                m0 = M[6 * r, u, k]
+                m1 = M[6 * r + 1, u, k]
+                m2 = M[6 * r + 2, u, k]
+                m3 = M[6 * r + 3, u, k]
+                m4 = M[6 * r + 4, u, k]
+                m5 = M[6 * r + 5, u, k]
+                y0 = m0 + (m1 + m2) + (m3 + m4) + b[k]
+                y1 = (m1 - m2) + 2.0 * (m3 - m4) + b[k]
+                y2 = (m1 + m2) + 4.0 * (m3 + m4) + b[k]
+                y3 = (m1 - m2) + 8.0 * (m3 - m4) + m5 + b[k]
+                if relu:
+                    y0 = max(y0, 0.0)
+                    y1 = max(y1, 0.0)
+                    y2 = max(y2, 0.0)
+                    y3 = max(y3, 0.0)
+                out[n, h, w0, k] = y0  # w0 < W always: a tile starts inside the image
+                if w0 + 1 < W:
+                    out[n, h, w0 + 1, k] = y1
+                if w0 + 2 < W:
+                    out[n, h, w0 + 2, k] = y2
+                if w0 + 3 < W:
+                    out[n, h, w0 + 3, k] = y3
+
+
+def _scratch(name, size):
+    """A float32 scratch buffer of ``size`` elements, kept between calls, one per thread.
+
+    Fresh tens of megabytes per layer would be mapped in by the OS page by page on every call:
+    measured here, fresh 29 MB V and M made block1_conv2 (224x224x64) take ~20 ms instead of ~10.
+    """
+    buf = getattr(_workspace, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=np.float32)
+        setattr(_workspace, name, buf)
+    return buf[:size]
+
+
+def conv3x3_winograd(x, U, b, relu=False):
+    """Fast Winograd F(4x4, 3x3) convolution; same result as ``conv3x3_winograd_naive``.
+
+    Inputs:
+    - x: (N, H, W, C) float32 (other float dtypes are converted)
+    - U: (36, C, K) float32, the transformed kernel from ``winograd_kernel(w)``
+    - b: (K,);  relu: apply max(., 0), fused in the output transform
+    Returns:
+    - out: (N, H, W, K) float32, C-contiguous: stride 1, pad 1, so H' = H and W' = W
+
+    The tiles go through in blocks of at most ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M, the
+    two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, H, W, C), got shape {x.shape}")
+    N, H, W, C = x.shape
+    if U.ndim != 3 or U.shape[:2] != (PATCH * PATCH, C):
+        raise ValueError(f"U must be (36, {C}, K) from winograd_kernel(w), got {U.shape}")
+    K = U.shape[2]
+    if b.shape != (K,):
+        raise ValueError(f"b must be ({K},), got {b.shape}")
+    U = np.ascontiguousarray(U, dtype=np.float32)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    TH, TW = tiles(H, W)
+    T = N * TH * TW
+    block = max(1, min(T, BLOCK_FLOATS // (PATCH * PATCH * max(C, K))))  # tiles per block
+    v_buf, m_buf = _scratch("V", PATCH * PATCH * block * C), _scratch("M", PATCH * PATCH * block * K)
+    out = np.empty((N, H, W, K), dtype=np.float32)
+    for t0 in range(0, T, block):
+        Tb = min(block, T - t0)
+        V = v_buf[:PATCH * PATCH * Tb * C].reshape(PATCH * PATCH, Tb, C)  # (36, Tb, C)
+        M = m_buf[:PATCH * PATCH * Tb * K].reshape(PATCH * PATCH, Tb, K)  # (36, Tb, K)
+        _input_transform(x, TH, TW, t0, V)
+        np.matmul(V, U, out=M)  # 36 GEMMs: (36, Tb, C) @ (36, C, K) -> (36, Tb, K)
+        _output_transform(M, b, bool(relu), TH, TW, t0, out)
+    return out

@@ -1,0 +1,218 @@
+"""Winograd F(4x4, 3x3): its matrices, its naive twin, its fast kernel, and VGG16 on it against Keras.
+
+Tolerance. The matrices are checked in float64 to 1e-12: they are exact small fractions, so any
+wrong entry shows as an error of order 1. The convolutions compute in float32 and are compared with
+``conv2d_naive`` (a direct float32 sum) as max|ours - ref| / max|ref|. A direct sum already rounds at
+~1e-6 of that; Winograd adds rounding in its transforms, whose entries reach 8 (A^T) and 5 (B^T) and
+whose G has 1/6 and 1/24, so intermediate values grow several times larger than the result and lose a
+few bits (measured: up to 4e-6 on the shapes below, 3e-6..6e-6 per VGG16 layer against TensorFlow).
+1e-4 leaves over 10x room above that, and stays far below what a real mistake gives: a wrong matrix
+entry, a tile shifted by one pixel or a dropped bias each move the result by order 1e-1 of max|ref|.
+"""
+import numpy as np
+import pytest
+
+import minivgg.vgg16 as vgg16_module
+import minivgg.winograd as wg
+from minivgg.conv import conv2d, conv2d_im2col, conv2d_naive
+from minivgg.vgg16 import VGG16
+from minivgg.winograd import AT, BT, G, conv3x3_winograd, conv3x3_winograd_naive, winograd_kernel
+
+RTOL = 1e-4  # see the module docstring
+MATRIX_TOL = 1e-12
+
+
+def rand(rng, *shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def rel_err(ours, theirs):
+    assert ours.shape == theirs.shape, f"shape ours {ours.shape} != theirs {theirs.shape}"
+    return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
+
+
+def assert_close(ours, theirs, rtol=RTOL):
+    err = rel_err(ours, theirs)
+    assert err <= rtol, f"max|ours - theirs| / max|theirs| = {err:.3g} > {rtol}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The matrices
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_matrices_compute_the_1d_correlation(seed):
+    # F(4, 3): A^T [(G g) * (B^T d)] = the 4 outputs of the 3-tap "valid" correlation of d with g.
+    rng = np.random.default_rng(seed)
+    d, g = rng.standard_normal(6), rng.standard_normal(3)  # float64
+    ours = AT @ ((G @ g) * (BT @ d))  # (4, 6) @ ((6, 3) @ (3,) * (6, 6) @ (6,)) -> (4,)
+    theirs = np.array([d[i:i + 3] @ g for i in range(4)])  # y[i] = sum_k d[i + k] g[k]
+    np.testing.assert_allclose(np.correlate(d, g, mode="valid"), theirs, rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=MATRIX_TOL * np.abs(theirs).max())
+
+
+def test_matrices_compute_the_2d_correlation():
+    # The nested form: A^T [(G g G^T) * (B^T d B)] A = the 4x4 "valid" correlation of a 6x6 d with a 3x3 g.
+    rng = np.random.default_rng(7)
+    d, g = rng.standard_normal((6, 6)), rng.standard_normal((3, 3))
+    ours = AT @ ((G @ g @ G.T) * (BT @ d @ BT.T)) @ AT.T  # (4, 6) (6, 6) (6, 4) -> (4, 4)
+    theirs = np.array([[np.sum(d[i:i + 3, j:j + 3] * g) for j in range(4)] for i in range(4)])
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=MATRIX_TOL * np.abs(theirs).max())
+
+
+def test_winograd_kernel_is_G_g_GT_per_channel_pair():
+    rng = np.random.default_rng(3)
+    w = rand(rng, 3, 3, 5, 4)  # C = 5, K = 4
+    U = winograd_kernel(w)
+    assert U.shape == (36, 5, 4) and U.dtype == np.float32 and U.flags.c_contiguous
+    for c, k in [(0, 0), (4, 3), (2, 1)]:
+        want = G @ w[:, :, c, k].astype(np.float64) @ G.T  # (6, 3) (3, 3) (3, 6) -> (6, 6)
+        np.testing.assert_allclose(U[:, c, k], want.reshape(36), rtol=1e-6, atol=1e-7)  # float32 rounding
+
+
+# ---------------------------------------------------------------------------------------------
+# Naive twin and fast kernel against direct convolution
+
+# 2x2 is VGG16's smallest map (block5 at a 32..63 px input). Ragged sizes drop outputs of the last
+# tile; multiples of 4 (all VGG16 maps at 224) make the last tile read the padding after the edge.
+SIZES = (1, 2, 3, 4, 5, 7, 8, 12, 14, 17)
+# (N, H, W, C, K): every size in SIZES as H and as W, mostly H != W, C != K, N > 1 in most
+SHAPES = [
+    (2, 1, 1, 3, 5),
+    (1, 1, 7, 4, 2),
+    (2, 2, 2, 5, 3),
+    (3, 2, 3, 6, 4),
+    (2, 3, 5, 3, 7),
+    (2, 5, 3, 8, 5),
+    (2, 7, 5, 3, 4),
+    (1, 7, 14, 6, 9),
+    (2, 14, 7, 5, 8),
+    (2, 17, 14, 4, 6),
+    (1, 14, 17, 9, 4),
+    (2, 17, 1, 3, 2),
+    (3, 9, 13, 4, 6),
+    (2, 4, 9, 3, 5),
+    (2, 8, 12, 5, 3),
+    (1, 12, 4, 4, 7),
+    (2, 5, 8, 6, 4),
+]
+
+
+def conv_case(shape, seed=0):
+    N, H, W, C, K = shape
+    rng = np.random.default_rng(seed)
+    x, w = rand(rng, N, H, W, C), rand(rng, 3, 3, C, K)
+    b = rng.uniform(-1, 1, K).astype(np.float32)  # non-zero: a dropped bias must show
+    return x, w, b
+
+
+def test_shapes_cover_every_size():
+    assert {s[1] for s in SHAPES} >= set(SIZES) and {s[2] for s in SHAPES} >= set(SIZES)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}_H{}_W{}_C{}_K{}".format(*s))
+@pytest.mark.parametrize("relu", [False, True])
+def test_naive_twin_equals_direct_convolution(shape, relu):
+    x, w, b = conv_case(shape)
+    ref = conv2d_naive(x, w, b, stride=1, pad=1, relu=relu)
+    ours = conv3x3_winograd_naive(x, w, b, relu=relu)
+    assert ours.dtype == np.float32
+    assert_close(ours, ref)
+    assert_close(ours, conv2d_im2col(x, w, b, stride=1, pad=1, relu=relu))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}_H{}_W{}_C{}_K{}".format(*s))
+@pytest.mark.parametrize("relu", [False, True])
+def test_fast_kernel_equals_direct_convolution_and_naive_twin(shape, relu):
+    x, w, b = conv_case(shape)
+    ours = conv3x3_winograd(x, winograd_kernel(w), b, relu=relu)
+    assert ours.dtype == np.float32 and ours.flags.c_contiguous
+    assert_close(ours, conv2d_naive(x, w, b, stride=1, pad=1, relu=relu))
+    assert_close(ours, conv3x3_winograd_naive(x, w, b, relu=relu))
+    assert_close(conv2d(x, w, b, stride=1, pad=1, relu=relu, method="winograd"), ours)
+
+
+def test_relu_fused_in_output_transform():
+    x, w, b = conv_case((2, 7, 9, 4, 6), seed=5)
+    y, y_relu = (conv3x3_winograd(x, winograd_kernel(w), b, relu=r) for r in (False, True))
+    assert (y < 0).any() and (y_relu >= 0).all()
+    np.testing.assert_array_equal(y_relu, np.maximum(y, 0))
+
+
+@pytest.mark.parametrize("block_floats", [36 * 8 * 1, 36 * 8 * 5])
+def test_tiles_in_blocks_give_the_same_result(monkeypatch, block_floats):
+    # With max(C, K) = 8, 1 and 5 tiles per block: many blocks, the last one ragged (36 tiles here).
+    x, w, b = conv_case((2, 13, 10, 8, 5), seed=4)  # 2 * 4 * 3 = 24 tiles
+    U = winograd_kernel(w)
+    whole = conv3x3_winograd(x, U, b, relu=True)
+    monkeypatch.setattr(wg, "BLOCK_FLOATS", block_floats)
+    blocked = conv3x3_winograd(x, U, b, relu=True)
+    assert_close(blocked, whole)
+    assert_close(blocked, conv2d_naive(x, w, b, stride=1, pad=1, relu=True))
+
+
+def test_vgg16_sized_layer():
+    # One real VGG16 shape (block4_conv1 of a 112x112 input: 14x14, 256 -> 512 channels), He-scaled
+    # weights as in the model; long sums (2304 terms) are where float32 rounding adds up.
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0, 3, (1, 14, 14, 256)).astype(np.float32)  # post-ReLU activations are >= 0
+    w = (rng.standard_normal((3, 3, 256, 512)) * np.sqrt(2 / (9 * 256))).astype(np.float32)
+    b = rng.uniform(-0.5, 0.5, 512).astype(np.float32)
+    ref = conv2d_naive(x, w, b, stride=1, pad=1, relu=True)
+    assert_close(conv3x3_winograd(x, winograd_kernel(w), b, relu=True), ref)
+
+
+def test_fast_kernel_rejects_bad_shapes():
+    x, w, b = conv_case((1, 5, 6, 3, 4))
+    U = winograd_kernel(w)
+    with pytest.raises(ValueError, match="U must be"):
+        conv3x3_winograd(x, U[:, :2], b)  # C mismatch
+    with pytest.raises(ValueError, match="b must be"):
+        conv3x3_winograd(x, U, b[:3])
+    with pytest.raises(ValueError, match="3, 3, C, K"):
+        winograd_kernel(np.zeros((5, 5, 3, 4), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# In the model
+
+
+def test_auto_plan_and_kernels_transformed_once(monkeypatch):
+    model = VGG16(weights=None, include_top=False, method="auto")
+    assert model.plan["block1_conv1"] == "im2col"  # C = 3
+    assert model.plan["block1_conv2"] == "winograd"
+    assert set(model._winograd) == {name for name, m in model.plan.items() if m == "winograd"}
+    for name, U in model._winograd.items():
+        np.testing.assert_array_equal(U, winograd_kernel(model.params[name][0]))
+
+    def fail(w):
+        raise AssertionError("winograd_kernel called during forward: it belongs in __init__")
+
+    monkeypatch.setattr(vgg16_module, "winograd_kernel", fail)
+    monkeypatch.setattr(wg, "winograd_kernel", fail)
+    out = model(np.random.default_rng(0).uniform(-120, 150, (1, 40, 48, 3)).astype(np.float32))
+    assert out.shape == (1, 1, 1, 512)
+
+
+def keras_layer_outputs(weights, x):
+    """Keras' VGG16 (no top) on ``weights``: every layer's output for x (N, H, W, 3), by name."""
+    import keras
+
+    model = keras.applications.VGG16(weights=str(weights), include_top=False, input_shape=x.shape[1:])
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    return {layer.name: out for layer, out in zip(layers, probe.predict_on_batch(x))}
+
+
+@pytest.mark.tensorflow
+@pytest.mark.parametrize("method", ["winograd", "auto"])
+def test_vgg16_winograd_matches_keras_per_layer(tf, weights_notop, method):
+    # A non-square input (96x128: block5 maps are 6x8, ragged for 4x4 tiles) in the preprocessed
+    # range; per layer max|ours - tf| / max|tf| <= 1e-4 (see the module docstring).
+    x = np.random.default_rng(8).uniform(-120, 150, (2, 96, 128, 3)).astype(np.float32)
+    theirs = keras_layer_outputs(weights_notop, x)
+    ours = VGG16(weights=weights_notop, method=method).activations(x)
+    assert list(ours) == list(theirs)
+    errors = {name: rel_err(a, np.asarray(theirs[name])) for name, a in ours.items()}
+    table = "\n".join(f"{name:<14} {err:.2e}" for name, err in errors.items())
+    assert max(errors.values()) <= RTOL, f"{method}: max|ours - tf| / max|tf| per layer:\n{table}"
