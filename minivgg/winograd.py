@@ -84,6 +84,22 @@ def _check_kernel(w):
         raise ValueError(f"Winograd F(4x4,3x3) needs a (3, 3, C, K) kernel, got {w.shape}")
 
 
+@numba.njit(**PARALLEL)
+def _winograd_kernel(w, g_mat, U):
+    # w: (3, 3, C, K) float32, g_mat: G (6, 3) float64, U: (36, C, K) float32 out
+    _, _, C, K = w.shape
+    for c in numba.prange(C):
+        t = np.empty((PATCH, 3, K))  # G g for this channel, float64: (6, 3, K)
+        for i in range(PATCH):
+            for b in range(3):
+                for k in range(K):
+                    t[i, b, k] = g_mat[i, 0] * w[0, b, c, k] + g_mat[i, 1] * w[1, b, c, k] + g_mat[i, 2] * w[2, b, c, k]
+        for i in range(PATCH):
+            for j in range(PATCH):  # (G g) G^T, rounded to float32 once
+                for k in range(K):
+                    U[PATCH * i + j, c, k] = t[i, 0, k] * g_mat[j, 0] + t[i, 1, k] * g_mat[j, 1] + t[i, 2, k] * g_mat[j, 2]
+
+
 def winograd_kernel(w):
     """The kernel transform, done once when the weights load.
 
@@ -91,14 +107,13 @@ def winograd_kernel(w):
     - w: (3, 3, C, K), Keras' HWIO layout
     Returns:
     - U: (36, C, K) float32, C-contiguous; U[6*i + j, c, k] = (G w[:, :, c, k] G^T)[i, j]
+    Readable form (the naive twin uses it): np.einsum("ia,abck,jb->ijck", G, w, G).reshape(36, C, K).
+    Computed in float64 and rounded once; a parallel loop over C, vectorised along K.
     """
     _check_kernel(w)
     C, K = w.shape[2:]
     U = np.empty((PATCH * PATCH, C, K), dtype=np.float32)
-    for k in range(0, K, 64):  # 64 filters at a time: the float64 temporaries stay small
-        g = np.asarray(w[:, :, :, k:k + 64], dtype=np.float64)  # (3, 3, C, 64), exact in float64
-        u = np.einsum("ia,jb,abck->ijck", G, G, g, optimize=True)  # G g G^T: (6, 6, C, 64)
-        U[:, :, k:k + 64] = u.reshape(PATCH * PATCH, C, -1)  # (6, 6, C, 64) -> (36, C, 64), rounded once
+    _winograd_kernel(np.ascontiguousarray(w, dtype=np.float32), G, U)
     return U
 
 
