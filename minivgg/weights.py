@@ -57,6 +57,19 @@ def _sniff(path):
     return "is not an HDF5 weight file"
 
 
+def _read(dataset, path):
+    """A dataset as a float32 array, mapped from the file when it is stored plainly.
+
+    The published files store every array contiguously, uncompressed, as little-endian float32:
+    then the array is a read-only ``np.memmap`` of those bytes, which the OS pages in from its file
+    cache as they are used (~10x faster than copying 530 MB through h5py). Anything else is read.
+    """
+    offset = dataset.id.get_offset()
+    if dataset.chunks is None and dataset.compression is None and offset is not None and dataset.dtype == "<f4":
+        return np.memmap(path, dtype="<f4", mode="r", offset=offset, shape=dataset.shape)  # fails if truncated
+    return np.asarray(dataset, dtype=np.float32)
+
+
 def read_weight_file(path, skip=()):
     """All weighted layers of a Keras HDF5 weight file.
 
@@ -83,7 +96,7 @@ def read_weight_file(path, skip=()):
                 group = root[name]
                 names = _attr_list(group, "weight_names")
                 if names:
-                    layers[name] = None if name in skip else [np.asarray(group[w], dtype=np.float32) for w in names]
+                    layers[name] = None if name in skip else [_read(group[w], path) for w in names]
             return layers
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise MinivggError(f"weight file {path} is damaged or truncated ({e.__class__.__name__}: {e})") from None

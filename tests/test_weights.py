@@ -124,10 +124,11 @@ def test_incomplete_file_is_refused(tf, weights_notop, tmp_path):
         VGG16(weights=path)
 
 
-def test_truncated_file_is_refused(tf, weights_notop, tmp_path):
+@pytest.mark.parametrize("fraction", [0.5, 0.999])  # cut in the middle, or in the last array's bytes
+def test_truncated_file_is_refused(tf, weights_notop, tmp_path, fraction):
     path = tmp_path / "truncated.h5"
     data = weights_notop.read_bytes()
-    path.write_bytes(data[: len(data) // 2])  # an interrupted download
+    path.write_bytes(data[: int(len(data) * fraction)])  # an interrupted download
     with pytest.raises(MinivggError, match="truncated") as e:
         VGG16(weights=path)
     assert "\n" not in str(e.value)
