@@ -14,11 +14,13 @@ The methods, side by side (``conv2d(..., method=...)``):
 | method     | how                                                  | trade-off                               |
 |------------|------------------------------------------------------|-----------------------------------------|
 | "naive"    | one tensordot per output pixel                       | obviously right; slow; the reference    |
-| "im2col"   | im2col, then one GEMM through NumPy's BLAS (default) | any kernel/stride/pad; KH*KW x the input |
+| "im2col"   | im2col, then one GEMM through NumPy's BLAS           | any kernel/stride/pad; KH*KW x the input |
 |            |                                                      | in memory; ~2*N*H'*W'*K*KH*KW*C flops   |
 | "winograd" | Winograd F(4x4,3x3), see ``winograd.py``             | 3x3, stride 1 only; 4x fewer multiplies |
 
-``DEFAULT`` names the method used when none is given.
+``DEFAULT`` (im2col) names the method ``conv2d`` uses when none is given: the one that handles any
+kernel, stride and padding. The VGG16 model has its own default, ``"auto"``, which picks a method
+per layer (``vgg16.plan``): Winograd wherever C >= 64, im2col for the first layer.
 """
 import numpy as np
 

@@ -56,6 +56,7 @@ LAYERS = (
     Row("predictions", "dense", 1000, "softmax"),
 )
 TOP = ("flatten", "fc1", "fc2", "predictions")
+NOTOP = LAYERS[: -len(TOP)]  # the conv stack alone, block1_conv1 ... block5_pool
 TOP_SIZE = 224  # the classifier was trained on 224x224 images: fc1 needs block5_pool = 7x7x512
 MIN_SIZE = 32  # five 2x2 pools: 32 -> 1
 
@@ -90,9 +91,14 @@ def shapes(rows, height, width, batch=None):
 def summary(include_top=True, height=TOP_SIZE, width=TOP_SIZE, plan=None):
     """The table as text: layer, output shape, parameters and multiply-adds per image.
 
-    ``plan`` (layer name -> conv method) adds a column that says how each conv layer is computed.
+    ``plan`` (layer name -> conv method, see ``plan()``) adds a column that says how each conv layer
+    is computed.
     """
-    rows = LAYERS if include_top else LAYERS[: -len(TOP)]
+    if include_top and (height, width) != (TOP_SIZE, TOP_SIZE):
+        raise MinivggError(f"with its top, VGG16 takes {TOP_SIZE}x{TOP_SIZE} images, not {height}x{width}")
+    if min(height, width) < MIN_SIZE:
+        raise MinivggError(f"VGG16 needs images of at least {MIN_SIZE}x{MIN_SIZE}, not {height}x{width}")
+    rows = LAYERS if include_top else NOTOP
     lines = [f"{'layer':<14}{'output shape':<22}{'params':>13}{'mult-adds':>17}" + ("  method" if plan else "")]
     total_p = total_m = 0
     for row, shape, params in shapes(rows, height, width):
@@ -105,10 +111,38 @@ def summary(include_top=True, height=TOP_SIZE, width=TOP_SIZE, plan=None):
     return "\n".join(lines)
 
 
+def plan(method="auto", rows=LAYERS):
+    """How each conv layer is computed: conv layer name -> one of ``conv.METHODS``.
+
+    ``method`` names one method for every layer, or ``"auto"`` for the default per-layer choice.
+    """
+    if method != "auto" and method not in conv_methods.METHODS:
+        raise MinivggError(f"unknown conv method {method!r}; choose 'auto' or one of {conv_methods.METHODS}")
+    # "auto": Winograd where it was measured faster, im2col elsewhere. Per-layer medians (ms),
+    # both methods interleaved in one process, 224x224 input, on the 2-core Xeon we develop on:
+    #   layer          map       C    K   batch 1: im2col winograd   batch 8: im2col winograd
+    #   block1_conv1   224x224     3   64             2.75     3.96             42.9     47.2
+    #   block1_conv2   224x224    64   64            38.60    13.81            315.7    103.9
+    #   block2_conv2   112x112   128  128            19.35     7.26            191.0     66.3
+    #   block3_conv2    56x56    256  256            12.56     5.31            129.5     46.1
+    #   block4_conv2    28x28    512  512            11.49     6.06             99.1     39.9
+    #   block5_conv2    14x14    512  512             3.38     3.37             22.5     13.3
+    # With C = 3, the 36 GEMMs have 3-term sums and the transforms cost more than they save.
+    # On 14x14 maps (16 tiles per image) the two tie at batch 1 and Winograd wins from batch 8.
+    # Rule: Winograd when C >= 64, that is every layer but block1_conv1.
+    chosen = {}
+    for row, _, params in shapes(rows, TOP_SIZE, TOP_SIZE):
+        if row.kind == "conv":
+            c = params[0][2]  # C of the (3, 3, C, K) kernel
+            chosen[row.name] = method if method != "auto" else ("winograd" if c >= 64 else "im2col")
+    return chosen
+
+
 def _random_params(include_top, seed=0):
-    """He-normal kernels and zero biases, as Keras initialises an untrained VGG16."""
+    """Random weights for study and benchmarks: He-normal kernels (std sqrt(2 / fan_in), He et al.
+    2015, suited to ReLU networks: activations keep their scale through the 13 layers) and zero biases."""
     rng = np.random.default_rng(seed)
-    rows = LAYERS if include_top else LAYERS[: -len(TOP)]
+    rows = LAYERS if include_top else NOTOP
     params = {}
     for row, _, (kshape, bshape) in ((r, s, p) for r, s, p in shapes(rows, TOP_SIZE, TOP_SIZE) if p):
         fan_in = int(np.prod(kshape[:-1]))
@@ -141,32 +175,11 @@ class VGG16:
                 weights = find_weights(include_top)
             self.params, self.include_top = load_vgg16_weights(weights, expected, include_top)
         self.weights_path = weights
-        self.layers = LAYERS if self.include_top else LAYERS[: -len(TOP)]
-        self.plan = self._make_plan(method)
+        self.layers = LAYERS if self.include_top else NOTOP
+        self.plan = plan(method, self.layers)
         # Winograd layers: the kernel transform U = G g G^T, done once here rather than on every call.
         winograd = [name for name, m in self.plan.items() if m == "winograd"]
         self._winograd = {name: winograd_kernel(self.params[name][0]) for name in winograd}  # (36, C, K) each
-
-    def _make_plan(self, method):
-        if method != "auto" and method not in conv_methods.METHODS:
-            raise MinivggError(f"unknown conv method {method!r}; choose 'auto' or one of {conv_methods.METHODS}")
-        if method != "auto":
-            return {row.name: method for row in self.layers if row.kind == "conv"}
-        # "auto": Winograd where it was measured faster, im2col elsewhere. Per-layer medians (ms),
-        # both methods interleaved in one process, 224x224 input, on the 2-core Xeon we develop on:
-        #   layer          map       C    K   batch 1: im2col winograd   batch 8: im2col winograd
-        #   block1_conv1   224x224     3   64             2.75     3.96             42.9     47.2
-        #   block1_conv2   224x224    64   64            38.60    13.81            315.7    103.9
-        #   block2_conv2   112x112   128  128            19.35     7.26            191.0     66.3
-        #   block3_conv2    56x56    256  256            12.56     5.31            129.5     46.1
-        #   block4_conv2    28x28    512  512            11.49     6.06             99.1     39.9
-        #   block5_conv2    14x14    512  512             3.38     3.37             22.5     13.3
-        # With C = 3, the 36 GEMMs have 3-term sums and the transforms cost more than they save.
-        # On 14x14 maps (16 tiles per image) the two tie at batch 1 and Winograd wins from batch 8.
-        # Rule: Winograd when C >= 64, that is every layer but block1_conv1.
-        convs = [row.name for row in self.layers if row.kind == "conv"]
-        channels = {name: self.params[name][0].shape[2] for name in convs}  # C of each (3, 3, C, K) kernel
-        return {name: "winograd" if channels[name] >= 64 else "im2col" for name in convs}
 
     def _check_input(self, x):
         x = np.asarray(x)
@@ -194,9 +207,11 @@ class VGG16:
             if row.kind == "conv":
                 kernel, bias = self.params[row.name]
                 if self.plan[row.name] == "winograd":  # the kernel was transformed once, at load
-                    x = conv3x3_winograd(x, self._winograd[row.name], bias, relu=True)
+                    x = conv3x3_winograd(x, self._winograd[row.name], bias, relu=row.activation == "relu")
                 else:
-                    x = conv_methods.conv2d(x, kernel, bias, stride=1, pad=1, relu=True, method=self.plan[row.name])
+                    x = conv_methods.conv2d(
+                        x, kernel, bias, stride=1, pad=1, relu=row.activation == "relu", method=self.plan[row.name]
+                    )
             elif row.kind == "pool":
                 x = max_pool2d(x, size=2, stride=2)
             elif row.kind == "flatten":

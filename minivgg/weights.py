@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from .errors import MinivggError
+from .vgg16 import TOP
 
 
 def _attr_list(group, name):
@@ -113,7 +114,7 @@ def load_vgg16_weights(path, expected, include_top=None):
     Returns:
     - (params, include_top): params maps layer name -> (kernel, bias) float32, C-contiguous
     """
-    top = [name for name in expected if name in ("fc1", "fc2", "predictions")]
+    top = [name for name in expected if name in TOP]  # the weighted layers of the top: fc1, fc2, predictions
     layers = read_weight_file(path, skip=top if include_top is False else ())
     unknown = [name for name in layers if name not in expected]
     if unknown:

@@ -28,7 +28,7 @@ Direct convolution spends 9 multiply-adds per output pixel, channel and filter; 
 36 per 16 outputs, 2.25: 4x fewer. The price: the transforms (additions, done once per tile and
 channel, not per filter), 36/9 = 4x more memory for U than for the kernel, and a few times more
 float32 rounding than a direct sum (B^T and A^T hold 4, 5 and 8, G holds 1/6 and 1/24: intermediate
-values outgrow the result). Measured on VGG16 against TensorFlow: 3e-6..6e-6 of max|output| per
+values outgrow the result). Measured on VGG16 against TensorFlow: 3e-6..8e-6 of max|output| per
 layer, against 1e-6..3e-6 for im2col.
 
 Two versions, side by side:

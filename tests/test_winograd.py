@@ -5,7 +5,7 @@ wrong entry shows as an error of order 1. The convolutions compute in float32 an
 ``conv2d_naive`` (a direct float32 sum) as max|ours - ref| / max|ref|. A direct sum already rounds at
 ~1e-6 of that; Winograd adds rounding in its transforms, whose entries reach 8 (A^T) and 5 (B^T) and
 whose G has 1/6 and 1/24, so intermediate values grow several times larger than the result and lose a
-few bits (measured: up to 4e-6 on the shapes below, 3e-6..6e-6 per VGG16 layer against TensorFlow).
+few bits (measured: up to 4e-6 on the shapes below, 3e-6..8e-6 per VGG16 layer against TensorFlow).
 1e-4 leaves over 10x room above that, and stays far below what a real mistake gives: a wrong matrix
 entry, a tile shifted by one pixel or a dropped bias each move the result by order 1e-1 of max|ref|.
 """
@@ -47,7 +47,6 @@ def test_matrices_compute_the_1d_correlation(seed):
     d, g = rng.standard_normal(6), rng.standard_normal(3)  # float64
     ours = AT @ ((G @ g) * (BT @ d))  # (4, 6) @ ((6, 3) @ (3,) * (6, 6) @ (6,)) -> (4,)
     theirs = np.array([d[i:i + 3] @ g for i in range(4)])  # y[i] = sum_k d[i + k] g[k]
-    np.testing.assert_allclose(np.correlate(d, g, mode="valid"), theirs, rtol=1e-15, atol=1e-15)
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=MATRIX_TOL * np.abs(theirs).max())
 
 
@@ -65,9 +64,10 @@ def test_winograd_kernel_is_G_g_GT_per_channel_pair():
     w = rand(rng, 3, 3, 5, 4)  # C = 5, K = 4
     U = winograd_kernel(w)
     assert U.shape == (36, 5, 4) and U.dtype == np.float32 and U.flags.c_contiguous
-    for c, k in [(0, 0), (4, 3), (2, 1)]:
-        want = G @ w[:, :, c, k].astype(np.float64) @ G.T  # (6, 3) (3, 3) (3, 6) -> (6, 6)
-        np.testing.assert_allclose(U[:, c, k], want.reshape(36), rtol=1e-6, atol=1e-7)  # float32 rounding
+    for c in range(5):
+        for k in range(4):  # every (c, k) pair: a 6x6 block of U each
+            want = G @ w[:, :, c, k].astype(np.float64) @ G.T  # (6, 3) (3, 3) (3, 6) -> (6, 6)
+            np.testing.assert_allclose(U[:, c, k], want.reshape(36), rtol=1e-6, atol=1e-7)  # float32 rounding
 
 
 # ---------------------------------------------------------------------------------------------

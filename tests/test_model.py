@@ -1,0 +1,109 @@
+"""The model's own contract, without TensorFlow: inputs it refuses, the plan, the table, the CLI."""
+import numpy as np
+import pytest
+
+import minivgg
+from minivgg import MinivggError, VGG16
+from minivgg.__main__ import main
+from minivgg.vgg16 import LAYERS, NOTOP, plan
+
+
+@pytest.fixture(scope="module")
+def notop():
+    return VGG16(weights=None, include_top=False)
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((64, 48, 4), r"shape \(H, W, 3\) or \(N, H, W, 3\)"),  # RGBA, not preprocessed
+        ((2, 3, 64, 64), r"shape \(H, W, 3\)"),  # NCHW
+        ((31, 64, 3), "at least 32x32"),
+        ((64,), r"shape \(H, W, 3\)"),
+    ],
+)
+def test_bad_inputs_are_refused(notop, shape, message):
+    with pytest.raises(MinivggError, match=message):
+        notop(np.zeros(shape, np.float32))
+
+
+def test_non_numeric_input_is_refused(notop):
+    with pytest.raises(MinivggError, match="numeric"):
+        notop(np.full((32, 32, 3), "a"))
+
+
+def test_top_needs_224(tmp_path):
+    model = VGG16(weights=None, include_top=True)
+    with pytest.raises(MinivggError, match="224x224"):
+        model(np.zeros((160, 224, 3), np.float32))
+    out = model(np.zeros((224, 224, 3), np.float32))
+    assert out.shape == (1, 1000) and abs(out.sum() - 1) < 1e-5
+
+
+def test_single_image_and_batch_agree(notop):
+    x = np.random.default_rng(0).uniform(-120, 150, (2, 40, 56, 3)).astype(np.float32)
+    batch = notop(x)
+    assert batch.shape == (2, 1, 1, 512)  # 40 -> 20 -> 10 -> 5 -> 2 -> 1; 56 -> ... -> 1
+    np.testing.assert_allclose(notop(x[1]), batch[1:], rtol=1e-5, atol=1e-5 * np.abs(batch).max())
+
+
+def test_activations_in_layer_order_and_subset(notop):
+    x = np.zeros((1, 32, 32, 3), np.float32)
+    acts = notop.activations(x)
+    assert list(acts) == [row.name for row in NOTOP]
+    assert acts["block3_pool"].shape == (1, 4, 4, 256)
+    assert list(notop.activations(x, layers=["block2_pool", "block1_conv1"])) == ["block1_conv1", "block2_pool"]
+    with pytest.raises(MinivggError, match="no layer"):
+        notop.activations(x, layers=["fc1"])  # this model has no top
+
+
+def test_plan():
+    auto = plan("auto")
+    assert auto["block1_conv1"] == "im2col" and set(list(auto.values())[1:]) == {"winograd"}
+    assert set(plan("naive").values()) == {"naive"} and len(plan("naive")) == 13
+    with pytest.raises(MinivggError, match="unknown conv method"):
+        plan("fft")
+    with pytest.raises(MinivggError, match="unknown conv method"):
+        VGG16(weights=None, include_top=False, method="fft")
+
+
+def test_methods_agree_on_the_whole_network(notop):
+    # Random He-normal weights, an odd non-square size: every method, the same network.
+    x = np.random.default_rng(1).uniform(-120, 150, (1, 35, 44, 3)).astype(np.float32)
+    ref = VGG16(weights=None, include_top=False, method="naive").activations(x)
+    for method in ("im2col", "winograd", "auto"):
+        model = VGG16(weights=None, include_top=False, method=method)
+        for name, a in model.activations(x).items():
+            err = np.abs(a - ref[name]).max() / max(np.abs(ref[name]).max(), 1e-30)
+            assert err <= 1e-4, f"{method} {name}: {err:.2e}"  # the bar of the TensorFlow tests
+
+
+def test_summary_refuses_impossible_tables():
+    with pytest.raises(MinivggError, match="224x224"):
+        minivgg.summary(include_top=True, height=160, width=160)
+    with pytest.raises(MinivggError, match="at least 32"):
+        minivgg.summary(include_top=False, height=16, width=64)
+    text = minivgg.summary(include_top=False, height=160, width=288)
+    assert "(None, 5, 9, 512)" in text.splitlines()[-2]  # block5_pool
+
+
+def test_cli_prints_the_table_and_plan(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[1:-1]] == [row.name for row in LAYERS]
+    assert out[1].split()[-1] == "im2col" and out[2].split()[-1] == "winograd"
+    assert out[-1].split()[1] == "138,357,544"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--size", "100"], "224x224"),
+        (["--no-top", "--size", "16"], "at least 32"),
+        (["--weights", "/nonexistent.h5"], "does not exist"),
+    ],
+)
+def test_cli_errors_are_one_line(capsys, argv, message):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
