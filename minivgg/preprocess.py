@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MinivggError
+from .vgg16 import MIN_SIZE  # 32: the smallest side VGG16 takes (five 2x2 pools)
 
 # The mean pixel of the ImageNet training set in B, G, R order: the "caffe" preprocessing that the
 # original VGG16 (a Caffe model) was trained with, and that Keras' VGG16 weights inherit.
@@ -33,10 +34,6 @@ INTERPOLATIONS = {
     "box": Image.Resampling.BOX,
     "lanczos": Image.Resampling.LANCZOS,
 }
-
-# VGG16 halves H and W in each of its 5 max-pools: below 2**5 = 32 pixels a side, block5_pool would
-# be empty. (Keras' VGG16 has the same minimum for include_top=False.)
-MIN_SIZE = 32
 
 # 16-bit greyscale modes; Pillow opens 16-bit PNG and TIFF as "I;16", older versions as "I".
 _MODES_16BIT = ("I", "I;16", "I;16L", "I;16B", "I;16N")
@@ -84,7 +81,7 @@ def preprocess_input(x):
     return x
 
 
-def load_image(path, target_size=(224, 224), interpolation="nearest", min_size=MIN_SIZE):
+def load_image(path, target_size=(224, 224), interpolation="nearest", min_size=MIN_SIZE, min_source_size=1):
     """Read an image file as a float32 RGB array; == keras.utils.load_img + img_to_array, plus EXIF.
 
     Steps: decode the whole file (Pillow), turn it upright by its EXIF orientation, convert to
@@ -101,6 +98,9 @@ def load_image(path, target_size=(224, 224), interpolation="nearest", min_size=M
     - min_size: the smallest height and width accepted for the returned array (VGG16 needs 32).
       With target_size given, it applies to target_size (any image of at least 1 x 1 pixel is
       resized to it); with target_size=None, to the image itself.
+    - min_source_size: the smallest height and width accepted for the image itself, upright (after
+      EXIF), before any resizing. 1 (any image) by default, as Keras; ``minivgg-visualize`` passes
+      MIN_SIZE so that a 20-pixel strip is not blown up into a 224 x 224 smear.
 
     Returns:
     - x: (H, W, 3) float32, RGB, values 0..255; (H, W) = target_size, or the image's upright size.
@@ -120,18 +120,16 @@ def load_image(path, target_size=(224, 224), interpolation="nearest", min_size=M
     Raises MinivggError (one line, no traceback) for: a missing file, a directory, a file that is
     not an image, a truncated or corrupt image, an image over Pillow's decompression-bomb limit
     (PIL.Image.MAX_IMAGE_PIXELS; its warning counts as an error here too), an image or a
-    target_size smaller than min_size, and bad arguments. A truncated file is only caught while
-    PIL.ImageFile.LOAD_TRUNCATED_IMAGES is False, Pillow's default; minivgg never changes it.
+    target_size smaller than min_size, an image smaller than min_source_size, and bad arguments.
+    A truncated file is only caught while PIL.ImageFile.LOAD_TRUNCATED_IMAGES is False, Pillow's
+    default; minivgg never changes it.
     """
-    _check_arguments(target_size, interpolation, min_size)
+    _check_arguments(target_size, interpolation, min_size, min_source_size)
     name = _display_name(path)
     img = _decode_rgb(path, name)  # PIL image, mode RGB, upright; img.size is (W, H)
+    _check_image_size(img, name, min_source_size)
     if target_size is None:
-        if min(img.size) < min_size:
-            raise MinivggError(
-                f"{name} is {img.width} x {img.height} pixels (width x height); VGG16 needs at least "
-                f"{min_size} x {min_size}: pass a target_size to resize it"
-            )
+        _check_image_size(img, name, min_size, ": pass a target_size to resize it")
     else:
         height, width = target_size
         if img.size != (width, height):  # PIL sizes are (width, height)
@@ -139,9 +137,19 @@ def load_image(path, target_size=(224, 224), interpolation="nearest", min_size=M
     return np.asarray(img, dtype=np.float32)  # (H, W, 3), as keras.utils.img_to_array
 
 
-def _check_arguments(target_size, interpolation, min_size):
-    if not _is_int(min_size) or min_size < 1:
-        raise MinivggError(f"min_size must be a positive integer; got {min_size!r}")
+def _check_image_size(img, name, least, hint=""):
+    """Refuse an upright PIL image narrower or lower than ``least`` pixels."""
+    if min(img.size) < least:
+        raise MinivggError(
+            f"{name} is {img.width} x {img.height} pixels (width x height), too small: "
+            f"VGG16 needs at least {least} x {least}{hint}"
+        )
+
+
+def _check_arguments(target_size, interpolation, min_size, min_source_size):
+    for arg, value in (("min_size", min_size), ("min_source_size", min_source_size)):
+        if not _is_int(value) or value < 1:
+            raise MinivggError(f"{arg} must be a positive integer; got {value!r}")
     if interpolation not in INTERPOLATIONS:
         raise MinivggError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}")
     if target_size is None:

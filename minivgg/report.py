@@ -23,12 +23,12 @@ class LayerResult(NamedTuple):
     stats: dict  # visualize.layer_stats()
 
 
-WHAT = {  # what a learner is looking at, per block (conv layers) and for the pools
-    1: "edges, colour blobs and gradients; most maps still look like the photo",
-    2: "corners, curves and simple textures, built from block 1's edges",
-    3: "textures and repeated patterns; the photo starts to dissolve into parts",
-    4: "parts of objects; maps get sparse: most channels stay dark, a few light up where their part is",
-    5: "object- and scene-level features the classifier reads; the photo is no longer recognisable",
+WHAT = {  # what a learner is looking at, per block (its conv layers) and for the pools
+    "block1": "edges, colour blobs and gradients; most maps still look like the photo",
+    "block2": "corners, curves and simple textures, built from block 1's edges",
+    "block3": "textures and repeated patterns; the photo starts to dissolve into parts",
+    "block4": "parts of objects; maps get sparse: most channels stay dark, a few light up where their part is",
+    "block5": "object- and scene-level features the classifier reads; the photo is no longer recognisable",
     "pool": "2x2 max-pool: half the width and height, each pixel keeps the strongest of its 2x2 patch",
 }
 
@@ -52,7 +52,7 @@ def receptive_fields():
 
 
 def caption(name):
-    block, kind = int(name[5]), name.split("_")[1]  # "block3_conv2" -> 3, "conv2"
+    block, kind = name.split("_")  # Keras' names: "block3_conv2" -> "block3", "conv2"
     what = WHAT["pool"] if kind == "pool" else WHAT[block]
     rf = receptive_fields()[name]
     return f"{what[0].upper()}{what[1:]}. Each pixel here sees a {rf}x{rf} patch of the input."

@@ -2,7 +2,7 @@
 
 Legend: H, W height and width of a feature map, C channels, S upscaling factor, g gap in pixels.
 
-    activation (H, W, C) --normalise--> [0, 1] --colour map--> (H, W, C, 3) uint8 --tile-->
+    activation (H, W, C) --normalise--> [0, 1] --colour map--> (C, H, W, 3) uint8 --tile-->
     a grid of ``cols`` tiles per row, each tile (S*H, S*W), tiles ``gap`` pixels apart
 
 Two ways to put numbers on a colour scale (``NORMS``):
@@ -159,7 +159,8 @@ def save_image(image, path, fmt="jpg"):
 
 
 def layer_stats(activation):
-    """The page's numbers for one layer: a dict of fraction of zeros, mean, max, dead channels.
+    """The page's numbers for one layer, a dict: ``zeros`` (fraction of values that are 0), ``mean``,
+    ``min``, ``max``, ``dead`` (how many channels are dead) and ``channels`` (C).
 
     activation: (H, W, C) or (1, H, W, C). A channel is dead if it is zero everywhere (for this
     image): after a ReLU, its filter's response was negative at every position.

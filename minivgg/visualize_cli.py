@@ -10,12 +10,16 @@ network sees it), one grid per 64 channels of each layer, named as the seed name
 as soon as it is computed, then the activation is dropped.
 
 Sizes: with a top (fc1, fc2, predictions) the network needs 224x224 and the page shows the top-5
-predictions. ``--size`` other than 224 uses only the conv layers of the weight file (any size >= 32
-works without the top) and says so: no predictions then.
+predictions. ``--size`` other than 224 uses only the conv layers of the weight file (any size from
+MIN_SIZE = 32 to MAX_SIZE = 2048 works without the top) and says so: no predictions then. Without
+``--weights`` it then uses a published file already here (either one), else downloads the notop file
+(59 MB, not the 553 MB full one).
 
 Errors (a bad image, weights that do not load, an unwritable ``--out``) print ``error: <why>`` and
-exit 1. A run that fails leaves no ``index.html``. Rerunning into the same folder replaces that
-run's files (ours only: the names above) and leaves other files alone.
+exit 1. The image and the weights are loaded before ``--out`` is touched, so a run that fails on
+them leaves an earlier run's files as they were; a run that fails later, while writing, leaves no
+``index.html``. Rerunning into the same folder replaces that run's files (ours only: the names
+above) and leaves other files alone.
 """
 import argparse
 import fnmatch
@@ -31,12 +35,16 @@ from PIL import Image
 from . import report
 from .errors import MinivggError
 from .imagenet import decode_predictions
-from .preprocess import MIN_SIZE, load_image, preprocess_input
-from .vgg16 import LAYERS, TOP_SIZE, VGG16
+from .preprocess import load_image, preprocess_input
+from .vgg16 import LAYERS, MIN_SIZE, TOP_SIZE, VGG16
 from .visualize import CMAPS, NORMS, channel_ranges, grid, grid_name, layer_stats, save_image
 
 MAPS = [(i, row.name) for i, row in enumerate(r for r in LAYERS if r.kind in ("conv", "pool"))]  # (i, name)
 OURS = re.compile(r"(\d+\.block\d_(conv\d|pool)_\d+-\d+|original)\.(jpg|png)|index\.html")  # files we own
+# The largest --size. Memory grows with S*S: block1's activations are S*S*64 float32, 1 GB at 2048;
+# a conv-only pass at 2048 peaked at 2.6 GB (measured), while --size 40000 would need 19 GB for the
+# input alone and get killed.
+MAX_SIZE = 2048
 
 
 def parse_args(argv):
@@ -50,7 +58,8 @@ def parse_args(argv):
     p.add_argument("--out", help="output folder (default: activations/<image name>/)")
     p.add_argument("--layers", nargs="+", metavar="NAME", help="layer names or shell patterns, e.g. 'block5_*'")
     p.add_argument("--size", type=int, default=TOP_SIZE,
-                   help="resize the image to SIZE x SIZE (default 224; other sizes drop the top: no predictions)")
+                   help=f"resize the image to SIZE x SIZE (default {TOP_SIZE}; any other size from {MIN_SIZE} "
+                        f"to {MAX_SIZE} drops the top: no predictions)")
     p.add_argument("--cmap", choices=sorted(CMAPS), default="viridis", help="colour map (default viridis)")
     p.add_argument("--norm", choices=NORMS, default="channel", help="one colour scale per channel or per layer")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image format (default jpg)")
@@ -72,11 +81,10 @@ def load_input(path, size):
     """The image as the network sees it: (size, size, 3) float32 RGB; tiny images are refused."""
     if size < MIN_SIZE:
         raise MinivggError(f"--size {size} is too small: VGG16 needs at least {MIN_SIZE}")
-    x = load_image(path, target_size=(size, size))  # every unreadable file is refused here
-    with Image.open(path) as img:  # the header again, for the size before resizing
-        if min(img.size) < MIN_SIZE:
-            raise MinivggError(f"{path} is {img.width}x{img.height} pixels, too small for VGG16 (min {MIN_SIZE})")
-    return x
+    if size > MAX_SIZE:
+        raise MinivggError(f"--size {size} is too large: at most {MAX_SIZE} (memory grows with SIZE x SIZE)")
+    # every unreadable file, and an image under MIN_SIZE pixels a side (upright), is refused here
+    return load_image(path, target_size=(size, size), min_source_size=MIN_SIZE)
 
 
 def prepare_out(out):
@@ -90,13 +98,25 @@ def prepare_out(out):
         raise MinivggError(f"cannot write to {out}: {e.strerror or e}") from None
 
 
+def conv_weights():
+    """A published weight file for the conv layers alone: one already here, else the notop one downloaded.
+
+    Either file has the conv layers; the notop file is the one to fetch (59 MB, the full one 553 MB).
+    """
+    from .download import FILES, find_weights, keras_folder, weights_folder
+
+    for include_top in (False, True):
+        for folder in (weights_folder(), keras_folder()):  # where find_weights looks, in its order
+            if (folder / FILES[include_top].name).is_file():
+                return folder / FILES[include_top].name
+    return find_weights(False)
+
+
 def load_model(weights, size, quiet):
     if size == TOP_SIZE:
         return VGG16(weights=weights or "imagenet")
     if weights is None:
-        from .download import find_weights
-
-        weights = find_weights(None)  # whichever published file is here: we use its conv layers
+        weights = conv_weights()
     if not quiet:
         print(f"note: --size {size} is not {TOP_SIZE}: using the conv layers only, no predictions", file=sys.stderr)
     return VGG16(weights=weights, include_top=False)
@@ -126,9 +146,9 @@ def run(args):
     t0 = time.perf_counter()
     wanted = select_layers(args.layers)
     x = load_input(args.image, args.size)  # (S, S, 3) RGB 0..255
-    out = Path(args.out) if args.out else Path("activations") / Path(args.image).stem
-    prepare_out(out)
     model = load_model(args.weights, args.size, args.quiet)
+    out = Path(args.out) if args.out else Path("activations") / Path(args.image).stem
+    prepare_out(out)  # only now: a bad image or weight file above leaves an earlier run's files as they were
     original = f"original.{args.format}"
     save_image(Image.fromarray(x.astype(np.uint8)), out / original, args.format)
 
@@ -176,7 +196,8 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # writing the output: a full disk, a folder that went away, ...
-        print(f"error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        why = e.strerror or str(e) or type(e).__name__
+        print(f"error: {why}: {e.filename}" if e.filename else f"error: {why}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

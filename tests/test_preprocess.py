@@ -409,3 +409,25 @@ def test_load_image_refuses_a_non_path():
     with pytest.raises(MinivggError) as e:
         load_image(123)
     assert "int" in one_line_error(e)
+
+
+def test_load_image_min_source_size_is_checked_upright(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation 6: upright, the stored 300 x 20 strip is 20 wide, 300 high
+    Image.new("RGB", (300, 20), (200, 100, 50)).save(tmp_path / "strip.jpg", exif=exif.tobytes())
+    assert load_image(tmp_path / "strip.jpg").shape == (224, 224, 3)  # default 1: any image is resized
+    assert load_image(tmp_path / "strip.jpg", min_source_size=20).shape == (224, 224, 3)
+    with pytest.raises(MinivggError) as e:
+        load_image(tmp_path / "strip.jpg", min_source_size=32)
+    message = one_line_error(e)
+    assert "strip.jpg" in message and "20 x 300" in message and "too small" in message and "32" in message
+    with pytest.raises(MinivggError) as e:
+        load_image(tmp_path / "strip.jpg", target_size=None, min_size=8, min_source_size=21)  # either floor
+    assert "21" in one_line_error(e)
+
+
+@pytest.mark.parametrize("value", [0, 2.5, True])
+def test_load_image_refuses_bad_min_source_size(photo, value):
+    with pytest.raises(MinivggError) as e:
+        load_image(photo, min_source_size=value)
+    assert "min_source_size" in one_line_error(e)

@@ -5,6 +5,7 @@ tests run ``main([...])`` on Keras-written weight files (conftest) and the bundl
 """
 import html
 import html.parser
+import importlib.util
 import io
 import os
 import re
@@ -17,11 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg import visualize_cli
+from minivgg import download, report, visualize_cli
 from minivgg.errors import MinivggError
 from minivgg.imagenet import decode_predictions
 from minivgg.preprocess import load_image, preprocess_input
-from minivgg.vgg16 import VGG16
+from minivgg.vgg16 import LAYERS, VGG16
 from minivgg.visualize import CMAPS, GAP_COLOUR, channel_ranges, colourise, grid, grid_name, layer_stats
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,11 +59,13 @@ def test_small_maps_upscaled_nearest_large_ones_native():
     S = 8  # ceil(448 / (8 tiles * 7 px))
     assert img.shape == (8 * 7 * S + 7 * 2, 8 * 5 * S + 7 * 2, 3)
     assert img.shape[0] >= 448
-    tile = img[: 7 * S, : 5 * S]  # channel 0
-    blocks = tile.reshape(7, S, 5, S, 3)  # (7*S, 5*S, 3) -> (7, S, 5, S, 3)
-    assert (blocks == blocks[:, :1, :, :1]).all()  # every SxS block is one colour: nearest neighbour
-    ch0 = a[0, :, :, :1]  # (7, 5, 1)
-    np.testing.assert_array_equal(blocks[:, 0, :, 0], colourise(ch0, ch0.min(), ch0.max())[0])
+    want = colourise(a[0], a[0].min(axis=(0, 1)), a[0].max(axis=(0, 1)))  # (64, 7, 5, 3): the NumPy twin
+    for k in range(64):  # grid's palette path == colourise, tile by tile
+        r, c = divmod(k, 8)
+        tile = img[r * (7 * S + 2) : r * (7 * S + 2) + 7 * S, c * (5 * S + 2) : c * (5 * S + 2) + 5 * S]
+        blocks = tile.reshape(7, S, 5, S, 3)  # (7*S, 5*S, 3) -> (7, S, 5, S, 3)
+        assert (blocks == blocks[:, :1, :, :1]).all(), k  # every SxS block is one colour: nearest neighbour
+        np.testing.assert_array_equal(blocks[:, 0, :, 0], want[k], err_msg=f"tile {k}")
     big = grid(np.zeros((224, 200, 64), np.float32))
     assert big.size == (8 * 200 + 7 * 2, 8 * 224 + 7 * 2)  # (width, height): native, no upscaling
 
@@ -112,6 +115,16 @@ def test_layer_stats_and_shape_errors():
                  "channels": 4}  # rel=1e-6: the mean is summed in float32
     with pytest.raises(MinivggError, match="shape"):
         grid(np.zeros((2, 3, 3, 4)))
+
+
+def test_captions_follow_the_block_in_the_layer_name():
+    maps = [row.name for row in LAYERS if row.kind in ("conv", "pool")]
+    for name in maps:
+        block, kind = name.split("_")
+        what = report.WHAT["pool" if kind == "pool" else block]
+        assert what[1:] in report.caption(name), name  # caption() capitalises the first letter
+    assert report.WHAT["block3"][1:] in report.caption("block3_conv2")
+    assert "212x212 patch" in report.caption("block5_pool")
 
 
 # ---- the command, end to end ---------------------------------------------------------------------
@@ -283,16 +296,77 @@ def test_bad_images_are_refused(photo, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
-def test_bad_out_and_weights_are_refused(photo, tmp_path, capsys):
-    (tmp_path / "file").write_text("a regular file")
-    (tmp_path / "garbage.h5").write_text("not HDF5")
-    fails([photo, "--weights", tmp_path / "garbage.h5", "--out", tmp_path / "file" / "out"], capsys, "file/out")
+def test_bad_weights_or_image_leave_an_earlier_run_untouched(photo, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "index.html").write_text("an earlier run's page")
+    earlier = {"index.html": "an earlier run's page", "original.jpg": "its image",
+               "0.block1_conv1_0-64.jpg": "one of its grids"}
+    for f, text in earlier.items():
+        (out / f).write_text(text)
+    (tmp_path / "garbage.h5").write_text("not HDF5")
+    (tmp_path / "notes.txt").write_text("not an image")
+    fails([photo, "--weights", "/nonexistent", "--out", out], capsys, "/nonexistent")
     fails([photo, "--weights", tmp_path / "garbage.h5", "--out", out], capsys, "garbage.h5")
-    fails([photo, "--weights", tmp_path / "missing.h5", "--out", out], capsys, "missing.h5")
-    assert not (out / "index.html").exists()  # a failed run leaves no page
+    fails([tmp_path / "notes.txt", "--weights", tmp_path / "garbage.h5", "--out", out], capsys, "not an image")
+    assert {f: (out / f).read_text() for f in os.listdir(out)} == earlier  # failed before writing: all kept
+
+
+def test_unwritable_out_is_refused(weights_notop, photo, tmp_path, capsys):
+    (tmp_path / "file").write_text("a regular file")
+    out = tmp_path / "file" / "out"  # a folder inside a regular file cannot be made
+    fails([photo, "--weights", weights_notop, "--out", out, "--layers", "block5_pool"], capsys, "file/out")
+
+
+def test_size_is_capped(photo, tmp_path, capsys):
+    w = tmp_path / "no-weights-needed.h5"  # --size is checked before anything is read
+    for size in (40000, visualize_cli.MAX_SIZE + 1):
+        err = fails([photo, "--weights", w, "--out", tmp_path / "o", "--size", size], capsys, "too large")
+        assert f"--size {size}" in err and str(visualize_cli.MAX_SIZE) in err
+    assert not (tmp_path / "o").exists()
+    assert visualize_cli.MAX_SIZE == 2048
+    with pytest.raises(SystemExit):
+        visualize_cli.parse_args(["--help"])
+    assert "32 to 2048" in " ".join(capsys.readouterr().out.split())  # --help says the range
+
+
+def test_other_size_without_weights_uses_a_local_file_else_fetches_notop(photo, tmp_path, capsys, monkeypatch):
+    home, keras = tmp_path / "minivgg-home", tmp_path / "keras-home"
+    home.mkdir()
+    (keras / "models").mkdir(parents=True)  # both empty: no published file here
+    monkeypatch.setenv("MINIVGG_HOME", str(home))
+    monkeypatch.setenv("KERAS_HOME", str(keras))
+    asked = []
+
+    def offline(include_top=None, *args, **kwargs):
+        asked.append(include_top)
+        raise MinivggError("cannot download (offline in this test)")
+
+    monkeypatch.setattr(download, "find_weights", offline)
+    fails([photo, "--size", 64, "--out", tmp_path / "o"], capsys, "offline in this test")
+    assert asked == [False]  # the 59 MB notop file, not find_weights(None) -> the 553 MB full one
+    assert not (tmp_path / "o").exists()
+
+    full = keras / "models" / download.FILES[True].name  # a full file in Keras' cache: its conv layers do
+    full.write_bytes(b"")
+    assert visualize_cli.conv_weights() == full
+    notop = home / download.FILES[False].name  # with both here, the smaller one
+    notop.write_bytes(b"")
+    assert visualize_cli.conv_weights() == notop
+    assert asked == [False]  # nothing more was fetched
+
+
+@pytest.mark.parametrize("error, message", [
+    (OSError("the disk went away"), "error: the disk went away"),
+    (OSError(13, "Permission denied"), "error: Permission denied"),
+    (OSError(28, "No space left on device", "out/1.jpg"), "error: No space left on device: out/1.jpg"),
+])
+def test_os_errors_are_one_clean_line(error, message, photo, capsys, monkeypatch):
+    def failing_run(args):
+        raise error
+
+    monkeypatch.setattr(visualize_cli, "run", failing_run)
+    code, out, err = run([photo], capsys)
+    assert code == 1 and err == message + "\n"  # no trailing ": " when the error names no file
 
 
 def test_script_in_a_subprocess(tmp_path):
@@ -346,3 +420,45 @@ def test_default_out_is_activations_image_name(weights_notop, photo, tmp_path, c
     code, out, _ = run([photo, "--weights", weights_notop, "--layers", "block5_pool"], capsys)
     page = tmp_path / "activations" / "grace_hopper" / "index.html"
     assert code == 0 and page.is_file() and out.splitlines()[-1] == f"page: {page.resolve()}"
+
+
+# ---- scripts/compare_seed.py (without Keras: its children are faked) ------------------------------
+
+
+def compare_seed():
+    spec = importlib.util.spec_from_file_location("compare_seed", REPO / "scripts" / "compare_seed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("repeat", ["0", "-1"])
+def test_compare_seed_refuses_repeat_below_1(repeat, capsys):
+    with pytest.raises(SystemExit) as e:
+        compare_seed().main(["photo.jpg", "--weights", "w.h5", "--repeat", repeat])
+    assert e.value.code == 2 and "--repeat" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_compare_seed_checks_file_names_after_the_first_round(same, monkeypatch, capsys):
+    cs, calls = compare_seed(), []
+
+    def fake_measure(cmd, env=None):  # writes the files the real child would, takes no time
+        calls.append(cmd)
+        seed = "--seed-run" in cmd
+        out = Path(cmd[cmd.index("--seed-run" if seed else "--out") + 1])
+        out.mkdir(exist_ok=True)
+        for f in GRIDS + ["original.jpg"]:
+            (out / (f if same or seed else f.replace("block", "blk"))).write_text("")
+        return 1.0, 100.0
+
+    monkeypatch.setattr(cs, "measure", fake_measure)
+    if same:
+        assert cs.main(["photo.jpg", "--weights", "w.h5", "--repeat", "2"]) == 0
+        assert len(calls) == 2 + 2 * 2  # cold, warm, then 2 rounds of (seed, minivgg)
+        assert "89 grids each" in capsys.readouterr().out
+    else:
+        with pytest.raises(SystemExit) as e:
+            cs.main(["photo.jpg", "--weights", "w.h5", "--repeat", "3"])
+        assert "different files" in str(e.value)
+        assert len(calls) == 2 + 2  # stopped after the first round, not after all three
