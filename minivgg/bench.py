@@ -13,17 +13,18 @@ Legend: N batch, H, W height and width, C input channels, K output channels.
 3. **GFLOP/s** = 2*N*H*W*C*K*9 / t, the multiply-adds of a direct 3x3 convolution whatever the
    method really does: Winograd's figure is "effective" and can beat the GEMM ceiling.
 4. **Ceilings measured here.** NumPy's own sgemm (a 2048^3 float32 matmul) bounds the conv
-   methods; ``np.copyto`` of the same bytes bounds memory-bound kernels (max-pool, ReLU), both
-   counted as bytes read + bytes written.
+   methods; ``np.copyto`` of the same bytes bounds memory-bound kernels (max-pool, the fused
+   in-place bias + ReLU that ends every conv layer), both counted as bytes read + bytes written.
 
 Tolerance. ``TOL = 1e-4`` on max|ours - ref| / max|ref|, for one layer and for the whole pass. A
 float32 sum of n products carries a rounding error of about sqrt(n) * 2^-24 of the terms' size;
 VGG16's largest sum has n = 3*3*512 = 4608 terms. Winograd F(4x4, 3x3) adds error in its transforms
 (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016; ``winograd.py``). Measured
-at 224x224 on the benchmark's weights: im2col, naive and PyTorch <= 1e-6, TensorFlow (oneDNN)
-<= 3e-6, Winograd <= 1.5e-5, whole forward passes <= 3e-6 (relative to the largest value, rounding
-does not pile up over the 13 layers). 1e-4 leaves room above all of them, while a real bug (a wrong
-tap, swapped H/W, a dropped bias) is off by 1e-2 or more.
+at 224x224 on the benchmark's weights and inputs, against the float64 reference: im2col, naive and
+PyTorch <= 1e-6, TensorFlow (oneDNN) <= 3e-6, Winograd <= 1.3e-5 (1.25e-5 on block3_conv2), whole
+forward passes <= 3e-6 (relative to the largest value, rounding does not pile up over the 13
+layers). 1e-4 leaves room above all of them, while a real bug (a wrong tap, swapped H/W, a dropped
+bias) is off by 1e-2 or more.
 """
 import os
 import platform
@@ -35,10 +36,9 @@ import numpy as np
 
 from .conv import conv2d_im2col, conv2d_naive
 from .errors import MinivggError
-from .vgg16 import LAYERS, TOP, shapes
+from .vgg16 import NOTOP, shapes  # NOTOP: the 13 conv and 5 pool layers
 
 TOL = 1e-4
-NOTOP = LAYERS[: -len(TOP)]  # the 13 conv and 5 pool layers
 
 
 class Shape(NamedTuple):
@@ -165,24 +165,9 @@ class Timing(NamedTuple):
     times_ms: list
 
 
-def time_checked(run, check_first, repeats):
-    """Call ``run()`` once and pass its result to ``check_first`` (which raises on a wrong result),
-    then once more to warm up, then ``repeats`` times under the clock. Returns a ``Timing``."""
-    t = time.perf_counter()
-    out = run()
-    first = time.perf_counter() - t
-    check_first(out)
-    run()  # warm-up: caches, thread pools, lazily allocated buffers
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    return Timing(first * 1e3, statistics.median(times) * 1e3, [s * 1e3 for s in times])
-
-
-def median_seconds(fn, repeats, warmup=True):
-    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call if ``warmup``."""
+def seconds(fn, repeats, warmup=True):
+    """Wall times of ``fn()`` over ``repeats`` calls (a list, in seconds), after one untimed warm-up
+    call if ``warmup``: caches, thread pools, lazily allocated buffers. The one timing loop here."""
     if warmup:
         fn()
     times = []
@@ -190,7 +175,23 @@ def median_seconds(fn, repeats, warmup=True):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(fn, repeats, warmup=True):
+    """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up call if ``warmup``."""
+    return statistics.median(seconds(fn, repeats, warmup))
+
+
+def time_checked(run, check_first, repeats):
+    """Call ``run()`` once and pass its result to ``check_first`` (which raises on a wrong result),
+    then once more to warm up, then ``repeats`` times under the clock. Returns a ``Timing``."""
+    t = time.perf_counter()
+    out = run()
+    first = time.perf_counter() - t
+    check_first(out)
+    times = seconds(run, repeats, warmup=True)
+    return Timing(first * 1e3, statistics.median(times) * 1e3, [s * 1e3 for s in times])
 
 
 def sgemm_gflops(n=2048, repeats=5):
@@ -236,8 +237,8 @@ def _winograd():
     )
 
 
-# The conv methods the benchmark walks: name -> a function that returns a ``Method`` (or raises
-# ImportError if its module is not there). It covers ``conv.METHODS``. Tests add a deliberately
+# The conv methods the benchmark walks: name -> a function that returns a ``Method``. It covers
+# ``conv.METHODS``. Tests add a deliberately
 # wrong entry here to see that the benchmark refuses it before timing it.
 CONV_METHODS = {
     "naive": lambda: Method(run=lambda x, p: conv2d_naive(x, p[0], p[1], stride=1, pad=1, relu=True)),

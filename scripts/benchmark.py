@@ -14,7 +14,9 @@ What it measures (the helpers, and the rules they follow, are in ``minivgg/bench
   kernel transform, done once when a model loads, timed apart as ``load ms``), and TensorFlow and
   PyTorch when installed. Median ms, GFLOP/s = 2*N*H*W*C*K*9 / t, and the share of NumPy's own
   sgemm GFLOP/s (a 2048^3 float32 matmul) measured on this machine.
-- pool and ReLU: GB/s (bytes read + written) against ``np.copyto`` moving as many bytes.
+- memory-bound kernels: ``max_pool2d`` on every pool layer's input, and ``relu.bias_relu`` (the
+  fused, in-place bias + ReLU that conv2d runs after its GEMM) on every conv layer's (N*H*W, K)
+  output: GB/s (bytes read + written) against ``np.copyto`` moving as many bytes.
 - forward: the whole network without its top, per method (``VGG16(weights=PATH,
   include_top=False, method=m)``, and "auto" when its per-layer plan differs from every single
   method), Keras' own VGG16 and a PyTorch twin, all with the same weights: VGG16's He-normal
@@ -102,7 +104,7 @@ def set_threads(threads):
 # ---------------------------------------------------------------- the frameworks
 
 
-def tensorflow_methods(threads, args):
+def tensorflow_methods(threads):
     """TensorFlow: (conv Method, forward Method, version)."""
     import keras
     import tensorflow as tf
@@ -138,7 +140,8 @@ def pytorch_methods(threads, args):
     """PyTorch (CPU): (conv Method, forward Method, version)."""
     import torch
     import torch.nn.functional as F
-    from minivgg.bench import NOTOP, Method
+    from minivgg.bench import Method
+    from minivgg.vgg16 import NOTOP
 
     torch.set_num_threads(threads)
     try:
@@ -186,9 +189,14 @@ def choose(args):
 
     names = list(bench.CONV_METHODS) + ["auto"] + list(FRAMEWORKS)
     explicit = [] if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.methods is not None and not explicit:
+        raise MinivggError(f"--methods is empty; choose from {', '.join(names)}")
     unknown = [m for m in explicit if m not in names]
     if unknown:
         raise MinivggError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    dropped = [m for m in explicit if m in FRAMEWORKS] if args.no_frameworks else []
+    if dropped:
+        raise MinivggError(f"--methods asks for {', '.join(dropped)} and --no-frameworks leaves it out: drop one")
     wanted = [m for m in explicit or names if not (args.no_frameworks and m in FRAMEWORKS)]
     notes, methods, frameworks = [], {}, []
     for name in wanted:
@@ -202,19 +210,18 @@ def choose(args):
             else:
                 notes.append(f"{name}: not installed, left out")
             continue
-        try:
-            methods[name] = bench.CONV_METHODS[name]()
-        except ModuleNotFoundError as e:  # a method whose module is not written yet
-            if name in explicit or not (e.name or "").startswith("minivgg."):
-                raise MinivggError(f"method {name!r} is not available: {e}") from None
-            notes.append(f"{name}: {e.name.replace('.', '/')}.py is not there yet, left out")
+        methods[name] = bench.CONV_METHODS[name]()
     want_auto = "auto" in wanted
 
     all_layers = [s.name for s in bench.layer_shapes(args.size, args.batch)] + ["forward"]
     layers = all_layers if args.layers is None else [s.strip() for s in args.layers.split(",") if s.strip()]
+    if not layers:
+        raise MinivggError(f"--layers is empty; choose from {', '.join(all_layers)}")
     unknown = [name for name in layers if name not in all_layers]
     if unknown:
         raise MinivggError(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(all_layers)}")
+    if "auto" in explicit and "forward" not in layers:  # auto is a per-layer plan: it only runs whole passes
+        raise MinivggError("method 'auto' runs on the whole forward pass only: add 'forward' to --layers")
     return methods, frameworks, want_auto, layers, notes
 
 
@@ -255,7 +262,8 @@ CONV_COLUMNS = LEFT[:1] + [("N,H,W,C->K", 21, lambda r: "{},{},{},{}->{}".format
     ("median ms", 11, number("median_ms", ".2f")), ("GFLOP/s", 9, number("gflops", ".1f")),
     ("% sgemm", 9, number("sgemm_share", ".0f", 100)), ("vs im2col", 10, number("vs_im2col", ".2f")),
     ("1st call ms", 13, number("first_ms", ".1f")), ("load ms", 9, number("load_ms", ".2f"))]
-MEMORY_COLUMNS = LEFT[:2] + [("kernel", 12, lambda r: r["kind"])] + [
+MEMORY_COLUMNS = LEFT[:1] + [("input shape", 21, lambda r: ",".join(map(str, r["shape"]))),
+                              ("kernel", 12, lambda r: r["kind"])] + [
     ("median ms", 11, number("median_ms", ".3f")), ("GB/s", 9, number("gbps", ".1f")),
     ("copy GB/s", 11, number("copy_gbps", ".1f")), ("% copy", 8, number("copy_share", ".0f", 100)),
     ("1st call ms", 13, number("first_ms", ".1f"))]
@@ -315,25 +323,34 @@ def run_conv(table, layers, methods, args, weights, sgemm):
 
 
 def run_memory(table, layers, args):
-    """Max-pool on every pool layer's input and ReLU on every conv layer's output, against a copy."""
+    """Max-pool on every pool layer's input, and the fused bias + ReLU on every conv layer's GEMM
+    output (what conv2d runs after its matmul), against a copy."""
     import numpy as np
     from minivgg import bench
     from minivgg.pool import max_pool2d
-    from minivgg.relu import relu
+    from minivgg.relu import bias_relu
 
-    table.section("memory-bound kernels: GB/s = (bytes read + written) / median time, "
+    table.section("memory-bound kernels: max_pool2d on each pool layer's input, bias_relu (in place) on each "
+                  "conv layer's (N*H*W, K) GEMM output; GB/s = (bytes read + written) / median time, "
                   "against np.copyto moving as many bytes", MEMORY_COLUMNS)
     for i, s in enumerate(bench.layer_shapes(args.size, args.batch)):
         if s.name not in layers:
             continue
-        if s.K:  # a conv layer: ReLU on its output
-            x = bench.data((s.N, s.H, s.W, s.K), seed=100 + i)  # (N, H, W, K)
-            kernel, fn, ref = "relu", relu, np.maximum(x, 0)
+        if s.K:  # a conv layer: bias_relu(y, b, relu=True) on its GEMM output, as conv2d calls it
+            x = bench.data((s.N * s.H * s.W, s.K), seed=100 + i)  # (N*H*W, K): the GEMM's output
+            b = bench.data((s.K,), seed=300 + i)  # (K,)
+            ref = np.maximum(x + b, 0)  # (N*H*W, K): the same float32 add, so exact
+            # In place: ``feed`` copies x once, outside the clock, and the first call (the checked
+            # one) turns the copy into relu(x + b); the warm-up and timed calls then run on their
+            # own output. That is the same work: every element is read, added to, compared and
+            # written whatever its value.
+            kernel, method = "bias_relu", bench.Method(run=lambda y, _: bias_relu(y, b, relu=True), feed=np.copy)
         else:
             x = bench.data((s.N, s.H, s.W, s.C), seed=100 + i)  # (N, H, W, C)
-            kernel, fn, ref = "max_pool2d", max_pool2d, bench.reference_pool(x)  # (N, H/2, W/2, C)
-        row = measure(bench.Method(run=lambda x, _: fn(x)), kernel, s.name, None, x, ref, args.repeats, tol=0.0)  # exact
-        nbytes = x.nbytes + ref.size * 4  # read the input, write the float32 output
+            ref = bench.reference_pool(x)  # (N, H/2, W/2, C)
+            kernel, method = "max_pool2d", bench.Method(run=lambda x, _: max_pool2d(x))
+        row = measure(method, kernel, s.name, None, x, ref, args.repeats, tol=0.0)  # exact
+        nbytes = x.nbytes + ref.size * 4  # read the input, write the float32 output (bias_relu: y itself)
         gbps = nbytes / row["median_ms"] / 1e6
         copy = bench.copy_gbps(nbytes // 2, args.repeats)  # reads nbytes / 2, writes nbytes / 2
         table.add(dict(layer=s.name, kind=kernel, size=args.size, shape=list(x.shape), method="minivgg", **row,
@@ -479,14 +496,27 @@ def main(argv=None):
         return 1
 
 
+def check_writable(path):
+    """Raise MinivggError unless ``path`` can be written as a file: not a folder, in a writable folder."""
+    from minivgg.errors import MinivggError
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise MinivggError(f"cannot write {path}: it is a folder")
+    if not os.path.isdir(folder):
+        raise MinivggError(f"cannot write {path}: no such folder")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise MinivggError(f"cannot write {path}: permission denied")
+
+
 def run(args, threads, late):
     from minivgg import bench  # first: minivgg.jit picks Numba's threading layer before it starts
     from minivgg.errors import MinivggError
     import numba
 
     for path in (args.json, args.plot):  # fail now rather than after the run
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise MinivggError(f"cannot write {path}: no such folder")
+        if path:
+            check_writable(path)
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # this starts Numba's thread pool
     methods, frameworks, want_auto, layers, notes = choose(args)
@@ -494,7 +524,7 @@ def run(args, threads, late):
     conv_fw, forward_fw = {}, {}
     for name in frameworks:
         conv_fw[name], forward_fw[name], machine["versions"][name] = \
-            {"tensorflow": tensorflow_methods, "pytorch": pytorch_methods}[name](threads, args)
+            tensorflow_methods(threads) if name == "tensorflow" else pytorch_methods(threads, args)
     weights = bench.weights()
     sgemm = bench.sgemm_gflops(repeats=args.repeats)
     machine["sgemm_gflops"] = sgemm

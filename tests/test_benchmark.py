@@ -72,7 +72,7 @@ def test_check_refuses_a_wrong_result():
 
 def test_command_covers_every_layer_and_method(tmp_path):
     """The real command line: exit 0, and a JSON with every conv layer for every minivgg method,
-    every pool and ReLU, the forward pass, all numbers positive and consistent."""
+    every pool and conv layer's bias + ReLU, the forward pass, all numbers positive and consistent."""
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     command = [sys.executable, str(SCRIPT), *FAST, "--no-frameworks", "--json", str(out), "--plot", str(png)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -89,7 +89,9 @@ def test_command_covers_every_layer_and_method(tmp_path):
     assert set(METHODS) <= set(bench.CONV_METHODS)  # the benchmark's table covers minivgg's methods
     conv = {(r["layer"], r["method"]) for r in results if r["kind"] == "conv"}
     assert conv == {(layer, m) for layer in CONV_LAYERS for m in METHODS}
-    assert [r["layer"] for r in results if r["kind"] == "relu"] == CONV_LAYERS
+    assert [r["layer"] for r in results if r["kind"] == "bias_relu"] == CONV_LAYERS
+    assert [r["shape"] for r in results if r["kind"] == "bias_relu"] == [  # (N*H*W, K): the conv's GEMM output
+        [s.N * s.H * s.W, s.K] for s in bench.layer_shapes(32, 1) if s.K]
     assert [r["layer"] for r in results if r["kind"] == "max_pool2d"] == POOL_LAYERS
     assert {r["method"] for r in results if r["kind"] == "forward"} >= set(METHODS)
 
@@ -103,7 +105,7 @@ def test_command_covers_every_layer_and_method(tmp_path):
         elif r["kind"] == "forward":
             assert r["gflops"] > 0 and r["shape"] == [1, 32, 32, 3], r
         else:
-            assert r["gbps"] > 0 and r["copy_gbps"] > 0 and r["rel_error"] == 0, r  # pool and ReLU are exact
+            assert r["gbps"] > 0 and r["copy_gbps"] > 0 and r["rel_error"] == 0, r  # pool and bias+ReLU are exact
     assert {r["method"] for r in results if r["kind"] == "conv" and r["load_ms"] is not None} == {"winograd"}
 
     with Image.open(png) as img:
@@ -170,3 +172,86 @@ def test_frameworks_agree_and_are_timed(tf, main, tmp_path):
         rows = {r["method"]: r for r in results if r["kind"] == kind and r["layer"] == layer}
         assert set(rows) == {"im2col", *frameworks}
         assert all(r["rel_error"] <= bench.TOL and r["median_ms"] > 0 for r in rows.values()), rows
+
+
+def test_timing_runs_check_then_warm_up_then_repeats():
+    """time_checked: one checked call, one warm-up, ``repeats`` timed calls; median_seconds: the
+    same loop, with or without its warm-up call."""
+    calls, checked = [], []
+
+    def run():
+        calls.append(len(calls))
+        return len(calls)
+
+    t = bench.time_checked(run, checked.append, repeats=4)
+    assert calls == [0, 1, 2, 3, 4, 5] and checked == [1]  # the check saw the first call's result only
+    assert len(t.times_ms) == 4 and t.median_ms == pytest.approx(np.median(t.times_ms)) and t.first_ms > 0
+    calls.clear()
+    bench.median_seconds(run, 3)
+    assert len(calls) == 4
+    calls.clear()
+    bench.median_seconds(run, 3, warmup=False)
+    assert len(calls) == 3
+
+
+def test_output_paths_are_checked_before_the_run(main, monkeypatch, capsys, tmp_path):
+    """--json/--plot that cannot be written fail at once, in one line, before anything is measured
+    (not after the whole run, losing its results)."""
+    cheap = [*FAST, "--no-frameworks", "--methods", "im2col", "--layers", "block5_conv1"]
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    real_access = os.access
+    # Root may write anywhere, so the read-only folder is simulated: os.access says no for it.
+    monkeypatch.setattr(os, "access",
+                        lambda p, mode, **kw: os.fspath(p) != str(readonly) and real_access(p, mode, **kw))
+    for option, path, why in [
+        ("--json", tmp_path, "it is a folder"),
+        ("--plot", tmp_path, "it is a folder"),
+        ("--json", tmp_path / "missing" / "out.json", "no such folder"),
+        ("--plot", readonly / "out.png", "permission denied"),
+    ]:
+        assert main([*cheap, option, str(path)]) == 1, (option, path)
+        stdout, stderr = capsys.readouterr()
+        assert stderr == f"error: cannot write {path}: {why}\n"
+        assert stdout == ""  # nothing was measured
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "auto", "--layers", "block5_conv1"], "method 'auto' runs on the whole forward pass only"),
+    (["--methods", "im2col,auto", "--layers", "block5_pool"], "method 'auto' runs on the whole forward pass only"),
+    (["--methods", "tensorflow", "--no-frameworks", "--layers", "block5_conv1"],
+     "--methods asks for tensorflow and --no-frameworks leaves it out"),
+    (["--methods", "im2col,pytorch", "--no-frameworks", "--layers", "block5_conv1"],
+     "--methods asks for pytorch and --no-frameworks leaves it out"),
+    (["--methods", "im2col", "--layers", ","], "--layers is empty; choose from block1_conv1"),
+    (["--methods", " , ", "--layers", "block5_conv1"], "--methods is empty; choose from naive"),
+], ids=["auto-alone", "auto-and-im2col", "tensorflow", "pytorch", "no-layers", "no-methods"])
+def test_requests_that_cannot_be_met_are_one_line_errors(main, capsys, argv, message):
+    """What was asked for by name but would not run is an error, never left out silently."""
+    assert main([*FAST, *argv]) == 1
+    stdout, stderr = capsys.readouterr()
+    assert stderr.startswith(f"error: {message}") and stderr.count("\n") == 1, stderr
+    assert stdout == ""  # refused before anything ran
+
+
+def test_memory_section_times_the_fused_bias_relu(main, monkeypatch, tmp_path):
+    """The kernel conv layers really run after their GEMM, ``bias_relu(y, b, relu=True)`` in place on
+    the (N*H*W, K) output, is the one timed; the plain ``relu()`` (no layer calls it) is not."""
+    import minivgg.relu
+
+    calls, real = [], minivgg.relu.bias_relu
+
+    def spy(y, b, relu=False):
+        calls.append((y.shape, relu))
+        return real(y, b, relu)
+
+    def no_relu(x):
+        raise AssertionError("relu() is not what a conv layer runs")
+
+    monkeypatch.setattr(minivgg.relu, "bias_relu", spy)  # conv.py keeps its own reference: only the benchmark sees it
+    monkeypatch.setattr(minivgg.relu, "relu", no_relu)
+    out = tmp_path / "bench.json"
+    assert main([*FAST, "--no-frameworks", "--methods", "im2col", "--layers", "block2_conv1", "--json", str(out)]) == 0
+    assert calls == [((16 * 16, 128), True)] * 3  # block2_conv1 at 32: 16x16 -> 128; checked, warm-up, 1 timed
+    rows = [r for r in json.loads(out.read_text())["results"] if r["layer"] == "block2_conv1" and r["kind"] != "conv"]
+    assert [(r["kind"], r["shape"], r["rel_error"]) for r in rows] == [("bias_relu", [256, 128], 0.0)]
