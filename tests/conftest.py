@@ -20,6 +20,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's start-up
 PHOTO = Path(__file__).resolve().parents[1] / "minivgg" / "data" / "grace_hopper.jpg"
 
 
+def rand(rng, *shape):
+    """Seeded standard-normal float32 data of the given shape."""
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def rel_err(ours, theirs):
+    """max|ours - theirs| / max|theirs|: the error measure of every comparison in these tests."""
+    assert ours.shape == theirs.shape, f"shape ours {ours.shape} != theirs {theirs.shape}"
+    return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
+
+
+def assert_close(ours, theirs, rtol):
+    err = rel_err(ours, theirs)
+    assert err <= rtol, f"max|ours - theirs| / max|theirs| = {err:.3g} > {rtol}"
+
+
 @pytest.fixture(scope="session")
 def tf():
     """TensorFlow, or a skip (which CI turns into a failure)."""

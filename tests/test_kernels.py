@@ -12,6 +12,9 @@ that is < 6e-6 of max|reference|, typically far less; we allow 1e-5.
 import numpy as np
 import pytest
 
+import conftest
+from conftest import rand
+
 from minivgg.conv import conv2d, conv2d_im2col, conv2d_naive
 from minivgg.dense import dense, dense_naive, softmax, softmax_naive
 from minivgg.im2col import im2col, im2col_naive
@@ -21,14 +24,8 @@ from minivgg.relu import bias_relu, bias_relu_naive, relu, relu_naive
 RTOL = 1e-5
 
 
-def rand(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
-
 def assert_close(ours, theirs, rtol=RTOL):
-    assert ours.shape == theirs.shape, f"shape ours {ours.shape} != theirs {theirs.shape}"
-    err = np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30)
-    assert err <= rtol, f"max|ours - theirs| / max|theirs| = {err:.3g} > {rtol}"
+    conftest.assert_close(ours, theirs, rtol)
 
 
 # (N, H, W, C, KH, KW, stride, pad): lopsided on purpose

@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3): its matrices, its naive twin, its fast kernel, and VGG16 on it against Keras.
+"""Winograd F(4x4, 3x3): its matrices, its naive twin and its fast kernel (against TensorFlow: test_reference.py).
 
 Tolerance. The matrices are checked in float64 to 1e-12: they are exact small fractions, so any
 wrong entry shows as an error of order 1. The convolutions compute in float32 and are compared with
@@ -12,6 +12,9 @@ entry, a tile shifted by one pixel or a dropped bias each move the result by ord
 import numpy as np
 import pytest
 
+import conftest
+from conftest import rand
+
 import minivgg.vgg16 as vgg16_module
 import minivgg.winograd as wg
 from minivgg.conv import conv2d, conv2d_im2col, conv2d_naive
@@ -22,18 +25,8 @@ RTOL = 1e-4  # see the module docstring
 MATRIX_TOL = 1e-12
 
 
-def rand(rng, *shape):
-    return rng.standard_normal(shape).astype(np.float32)
-
-
-def rel_err(ours, theirs):
-    assert ours.shape == theirs.shape, f"shape ours {ours.shape} != theirs {theirs.shape}"
-    return float(np.abs(ours - theirs).max() / max(np.abs(theirs).max(), 1e-30))
-
-
 def assert_close(ours, theirs, rtol=RTOL):
-    err = rel_err(ours, theirs)
-    assert err <= rtol, f"max|ours - theirs| / max|theirs| = {err:.3g} > {rtol}"
+    conftest.assert_close(ours, theirs, rtol)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,27 +185,3 @@ def test_auto_plan_and_kernels_transformed_once(monkeypatch):
     monkeypatch.setattr(wg, "winograd_kernel", fail)
     out = model(np.random.default_rng(0).uniform(-120, 150, (1, 40, 48, 3)).astype(np.float32))
     assert out.shape == (1, 1, 1, 512)
-
-
-def keras_layer_outputs(weights, x):
-    """Keras' VGG16 (no top) on ``weights``: every layer's output for x (N, H, W, 3), by name."""
-    import keras
-
-    model = keras.applications.VGG16(weights=str(weights), include_top=False, input_shape=x.shape[1:])
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    probe = keras.Model(model.inputs, [layer.output for layer in layers])
-    return {layer.name: out for layer, out in zip(layers, probe.predict_on_batch(x))}
-
-
-@pytest.mark.tensorflow
-@pytest.mark.parametrize("method", ["winograd", "auto"])
-def test_vgg16_winograd_matches_keras_per_layer(tf, weights_notop, method):
-    # A non-square input (96x128: block5 maps are 6x8, ragged for 4x4 tiles) in the preprocessed
-    # range; per layer max|ours - tf| / max|tf| <= 1e-4 (see the module docstring).
-    x = np.random.default_rng(8).uniform(-120, 150, (2, 96, 128, 3)).astype(np.float32)
-    theirs = keras_layer_outputs(weights_notop, x)
-    ours = VGG16(weights=weights_notop, method=method).activations(x)
-    assert list(ours) == list(theirs)
-    errors = {name: rel_err(a, np.asarray(theirs[name])) for name, a in ours.items()}
-    table = "\n".join(f"{name:<14} {err:.2e}" for name, err in errors.items())
-    assert max(errors.values()) <= RTOL, f"{method}: max|ours - tf| / max|tf| per layer:\n{table}"
