@@ -21,6 +21,22 @@ The methods, side by side (``conv2d(..., method=...)``):
 ``DEFAULT`` (im2col) names the method ``conv2d`` uses when none is given: the one that handles any
 kernel, stride and padding. The VGG16 model has its own default, ``"auto"``, which picks a method
 per layer (``vgg16.plan``): Winograd wherever C >= 64, im2col for the first layer.
+
+Backward. Given dy = dL/dout (N, H', W', K), the chain rule through the formula above gives
+
+    db[k]          = sum over (n, i, j) of dy[n, i, j, k]
+    dw[di, dj, c, k] = sum over (n, i, j) of xpad[n, i*stride + di, j*stride + dj, c] * dy[n, i, j, k]
+                   = (im2col(x)^T @ dy)  as matrices: (KH*KW*C, N*H'*W') @ (N*H'*W', K)
+    dxpad[n, i*stride + di, j*stride + dj, c] += dy[n, i, j, k] * w[di, dj, c, k]   (every i, j, di, dj, k)
+
+For stride 1 the last sum is itself a convolution. Input pixel (p, q) was seen by output (i, j) =
+(p + pad - di, q + pad - dj) through tap (di, dj); write di = KH-1-a, dj = KW-1-b:
+
+    dx[n, p, q, c] = sum over (a, b, k) of dypad[n, p + a, q + b, k] * w[KH-1-a, KW-1-b, c, k]
+
+with dy padded by KH-1-pad: a convolution of dy with the kernel flipped in both spatial axes and its
+C and K axes swapped, w_t = ``transpose_kernel(w)`` (KH, KW, K, C). For VGG16's 3x3 "same" convs
+(pad 1) it is again a 3x3 "same" conv, so im2col and Winograd compute the backward pass too.
 """
 import numpy as np
 
@@ -55,7 +71,7 @@ def conv2d_naive(x, w, b, stride=1, pad=0, relu=False):
     KH, KW, _, K = w.shape
     OH, OW = output_size(H, KH, stride, pad), output_size(W, KW, stride, pad)
     xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))  # (N, H+2p, W+2p, C)
-    out = np.empty((N, OH, OW, K), dtype=np.float32)
+    out = np.empty((N, OH, OW, K), dtype=np.result_type(x, w, b))  # float64 in, float64 out (gradient checks)
     for i in range(OH):
         for j in range(OW):
             window = xp[:, i * stride:i * stride + KH, j * stride:j * stride + KW, :]  # (N, KH, KW, C)
@@ -98,3 +114,83 @@ def conv2d(x, w, b, stride=1, pad=0, relu=False, method=DEFAULT):
             raise ValueError("winograd handles 3x3 kernels with stride 1 and pad 1 only")
         return conv3x3_winograd(x, winograd_kernel(w), b, relu)
     raise ValueError(f"unknown conv method {method!r}; choose one of {METHODS}")
+
+
+# ---------------------------------------------------------------------------------------- backward
+
+
+def transpose_kernel(w):
+    """The kernel of the backward convolution: w (KH, KW, C, K) -> w_t (KH, KW, K, C), with
+    w_t[a, b, k, c] = w[KH-1-a, KW-1-b, c, k] (flipped in both spatial axes, C and K swapped)."""
+    return np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # (KH, KW, C, K) -> (KH, KW, K, C)
+
+
+def conv2d_backward_naive(x, w, dy, stride=1, pad=0):
+    """Reference convolution backward, straight from the sums above (any stride and pad).
+
+    Inputs:
+    - x: (N, H, W, C), the forward input;  w: (KH, KW, C, K);  dy: (N, H', W', K), dL/dout
+      (for a conv followed by a ReLU, dy is taken after the ReLU's backward rule)
+    Returns:
+    - dx: (N, H, W, C);  dw: (KH, KW, C, K);  db: (K,), in the inputs' precision
+    """
+    _check(x, w, np.zeros(w.shape[3]), stride, pad)
+    N, H, W, C = x.shape
+    KH, KW, _, K = w.shape
+    OH, OW = output_size(H, KH, stride, pad), output_size(W, KW, stride, pad)
+    if dy.shape != (N, OH, OW, K):
+        raise ValueError(f"dy must be {(N, OH, OW, K)}, got {dy.shape}")
+    dtype = np.result_type(x, w, dy)
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0))).astype(dtype)  # (N, H+2p, W+2p, C)
+    dxp = np.zeros_like(xp)
+    dw = np.zeros((KH, KW, C, K), dtype=dtype)
+    for i in range(OH):
+        for j in range(OW):
+            rows, cols = slice(i * stride, i * stride + KH), slice(j * stride, j * stride + KW)
+            g = dy[:, i, j, :]  # (N, K)
+            dxp[:, rows, cols, :] += np.tensordot(g, w, axes=([1], [3]))  # (N, K) . (KH, KW, C, K) -> (N, KH, KW, C)
+            dw += np.tensordot(xp[:, rows, cols, :], g, axes=([0], [0]))  # (N, KH, KW, C) . (N, K) -> (KH, KW, C, K)
+    db = dy.sum(axis=(0, 1, 2)).astype(dtype)
+    return dxp[:, pad:pad + H, pad:pad + W, :], dw, db  # drop the padding: (N, H, W, C)
+
+
+def conv2d_backward_input(dy, w, pad=1, method=DEFAULT, U_t=None):
+    """dL/dx of a stride-1 convolution, as the convolution of dy with ``transpose_kernel(w)``.
+
+    Inputs:
+    - dy: (N, H', W', K), dL/dout;  w: (KH, KW, C, K) with KH == KW and pad <= KH - 1
+    - method: "naive", "im2col" or "winograd" (3x3, pad 1 only; pass U_t = winograd_kernel(
+      transpose_kernel(w)), (36, K, C), to reuse a transform done once)
+    Returns:
+    - dx: (N, H, W, C) float32, H = H' + KH - 1 - 2*pad (= H' for "same")
+    """
+    KH, KW, C, K = w.shape
+    if KH != KW or not 0 <= pad <= KH - 1:
+        raise ValueError(f"conv2d_backward_input needs a square kernel and 0 <= pad < KH, got {w.shape}, pad {pad}")
+    zeros = np.zeros(C, dtype=np.float32)  # the backward conv has no bias
+    if method == "winograd" and U_t is not None:
+        from .winograd import conv3x3_winograd
+
+        if (KH, pad) != (3, 1):
+            raise ValueError("winograd handles 3x3 kernels with pad 1 only")
+        return conv3x3_winograd(dy, U_t, zeros)
+    return conv2d(dy, transpose_kernel(w), zeros, stride=1, pad=KH - 1 - pad, method=method)
+
+
+def conv2d_backward_weights(x, dy, kh, kw, stride=1, pad=1):
+    """dL/dw and dL/db of a convolution: dw = im2col(x)^T @ dy, db = dy summed over (N, H', W').
+
+    Inputs:
+    - x: (N, H, W, C), the forward input;  dy: (N, H', W', K), dL/dout
+    Returns:
+    - dw: (KH, KW, C, K) float32;  db: (K,) float32 (summed in float64, then rounded)
+    """
+    cols = im2col(x, kh, kw, stride, pad)  # (N, H', W', KH*KW*C)
+    N, OH, OW, L = cols.shape
+    K = dy.shape[-1]
+    if dy.shape != (N, OH, OW, K):
+        raise ValueError(f"dy must be (N, H', W', K) = {(N, OH, OW)} + (K,), got {dy.shape}")
+    g = np.ascontiguousarray(dy, dtype=np.float32).reshape(N * OH * OW, K)  # (N, H', W', K) -> (N*H'*W', K)
+    dw = cols.reshape(N * OH * OW, L).T @ g  # (KH*KW*C, N*H'*W') @ (N*H'*W', K) -> (KH*KW*C, K)
+    db = g.sum(axis=0, dtype=np.float64).astype(np.float32)  # (K,)
+    return dw.reshape(kh, kw, x.shape[3], K), db  # (KH*KW*C, K) -> (KH, KW, C, K)

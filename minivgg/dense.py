@@ -6,6 +6,14 @@ Legend: N batch, D input features, U output units.
     softmax: p[n] = exp(y[n] - max y[n]) / sum(exp(y[n] - max y[n]))   (N, U) -> (N, U)
 
 Subtracting the row maximum does not change softmax but keeps exp() from overflowing.
+
+Backward, with dy = dL/d(output):
+
+    dense:   dx = dy @ w^T   (N, U) @ (U, D);   dw = x^T @ dy   (D, N) @ (N, U);   db = sum over n of dy
+    softmax: dx[n] = p[n] * (dy[n] - <dy[n], p[n]>)        (the Jacobian-vector product)
+
+The softmax Jacobian is J = diag(p) - p p^T (U x U per image, 4 MB for 1000 classes); J^T dy = J dy
+expands to the line above, which never builds it.
 """
 import numba
 import numpy as np
@@ -26,7 +34,7 @@ def dense_naive(x, w, b, relu=False):
     """
     _check(x, w, b)
     N, U = x.shape[0], w.shape[1]
-    y = np.empty((N, U), dtype=np.float32)
+    y = np.empty((N, U), dtype=np.result_type(x, w, b))
     for n in range(N):
         for u in range(U):
             y[n, u] = np.dot(x[n], w[:, u]) + b[u]
@@ -75,3 +83,61 @@ def softmax(y):
     out = np.empty_like(y)
     _softmax(y, out)
     return out
+
+
+def dense_backward_naive(x, w, dy):
+    """Reference dense backward, plain loops over (n, d, u).
+
+    Inputs: x (N, D), the forward input; w (D, U); dy (N, U), dL/dy (after the activation's backward).
+    Returns: dx (N, D), dw (D, U), db (U,), in the inputs' precision.
+    """
+    N, D = x.shape
+    U = w.shape[1]
+    dtype = np.result_type(x, w, dy)
+    dx, dw = np.zeros((N, D), dtype), np.zeros((D, U), dtype)
+    for n in range(N):
+        for d in range(D):
+            for u in range(U):
+                dx[n, d] += dy[n, u] * w[d, u]
+                dw[d, u] += x[n, d] * dy[n, u]
+    return dx, dw, dy.sum(axis=0).astype(dtype)
+
+
+def dense_backward(x, w, dy, need_weights=True):
+    """Fast dense backward: two BLAS matmuls and a sum; same contract as ``dense_backward_naive``.
+
+    ``need_weights=False`` skips dw and db (returned as None): the input gradient alone needs only w.
+    """
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    if dy.shape != (x.shape[0], w.shape[1]):
+        raise ValueError(f"dy must be {(x.shape[0], w.shape[1])}, got {dy.shape}")
+    dx = dy @ w.T  # (N, U) @ (U, D) -> (N, D)
+    if not need_weights:
+        return dx, None, None
+    dw = np.asarray(x, dtype=np.float32).T @ dy  # (D, N) @ (N, U) -> (D, U)
+    return dx, dw, dy.sum(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def softmax_backward_naive(p, dy):
+    """Reference: the full Jacobian J[n] = diag(p[n]) - p[n] p[n]^T, then J[n]^T @ dy[n].
+
+    Inputs: p (N, U), softmax's output; dy (N, U), dL/dp. Returns dx (N, U), dL/d(logits).
+    """
+    dx = np.empty(np.broadcast_shapes(p.shape, dy.shape), dtype=np.result_type(p, dy))
+    for n in range(p.shape[0]):
+        J = np.diag(p[n]) - np.outer(p[n], p[n])  # (U, U), symmetric
+        dx[n] = J.T @ dy[n]  # (U, U) @ (U,) -> (U,)
+    return dx
+
+
+def softmax_backward(p, dy):
+    """Fast softmax backward, the Jacobian-vector product p * (dy - <dy, p>); same contract as the twin.
+
+    The dot product is summed in float64: with p near one-hot, dy - <dy, p> cancels.
+    """
+    p = np.asarray(p, dtype=np.float32)
+    dy = np.asarray(dy, dtype=np.float32)
+    if p.shape != dy.shape or p.ndim != 2:
+        raise ValueError(f"softmax_backward needs p and dy of one (N, U) shape, got {p.shape}, {dy.shape}")
+    dot = np.einsum("nu,nu->n", p.astype(np.float64), dy)[:, None]  # (N, 1): <dy[n], p[n]>
+    return (p * (dy - dot)).astype(np.float32)  # (N, U)

@@ -6,6 +6,13 @@ Legend: N batch, H, W height and width, C channels, P pool size, S stride.
 
 VGG16 uses P = 2, S = 2, "valid" padding: the output is H' = (H - P) // S + 1, so an odd size
 drops its last row or column, exactly as Keras' ``MaxPooling2D`` does.
+
+Backward. Only the maximum of a window reached the output, so dL/dx is dL/dy at that element and 0
+at the others of the window (and 0 at a dropped odd row or column). Ties, which are common (a window
+of four ReLU zeros), go to ONE element: the first maximum in row-major order (di, then dj), found by a
+strict ``>`` scan. That is TensorFlow's rule (measured: a window of equal values sends its whole
+gradient to the top-left element), and it is the order in which the forward kernel scans, so the
+forward and backward passes agree on which element "won". ``max_pool2d_argmax`` names that element.
 """
 import numba
 import numpy as np
@@ -63,3 +70,84 @@ def max_pool2d(x, size=2, stride=2):
     out = np.empty(_out_shape(x, size, stride), dtype=np.float32)
     _max_pool2d(x, size, stride, out)
     return out
+
+
+def max_pool2d_argmax_naive(x, size=2, stride=2):
+    """Reference: which element of each window is the maximum (ties: the first, row-major).
+
+    Inputs:
+    - x: (N, H, W, C)
+    Returns:
+    - idx: (N, H', W', C) uint8, idx = di * size + dj of the winning element of each window
+    """
+    N, OH, OW, C = _out_shape(x, size, stride)
+    idx = np.empty((N, OH, OW, C), dtype=np.uint8)
+    for i in range(OH):
+        for j in range(OW):
+            window = x[:, i * stride:i * stride + size, j * stride:j * stride + size, :]  # (N, P, P, C)
+            idx[:, i, j, :] = window.reshape(N, size * size, C).argmax(axis=1)  # np.argmax: first maximum
+    return idx
+
+
+def max_pool2d_backward_naive(x, dy, size=2, stride=2):
+    """Reference max-pool backward: route each dy to its window's winning element.
+
+    Inputs:
+    - x: (N, H, W, C), the pool's input in the forward pass
+    - dy: (N, H', W', C), dL/d(the pool's output)
+    Returns:
+    - dx: (N, H, W, C), dL/dx; overlapping windows (stride < size) add up
+    """
+    idx = max_pool2d_argmax_naive(x, size, stride)  # (N, H', W', C)
+    if dy.shape != idx.shape:
+        raise ValueError(f"dy must be {idx.shape} for a pool of {x.shape}, got {dy.shape}")
+    N, OH, OW, C = dy.shape
+    dx = np.zeros(x.shape, dtype=np.result_type(x, dy))
+    n, c = np.arange(N)[:, None], np.arange(C)[None, :]  # (N, 1), (1, C): broadcast over the window grid
+    for i in range(OH):
+        for j in range(OW):
+            di, dj = np.divmod(idx[:, i, j, :], size)  # (N, C) each
+            dx[n, i * stride + di, j * stride + dj, c] += dy[:, i, j, :]
+    return dx
+
+
+@numba.njit(cache=True, inline="always")
+def _winner(x, n, h0, w0, c, size):
+    # The window's first maximum in row-major order, by the same strict ">" scan as _max_pool2d.
+    m = x[n, h0, w0, c]
+    best = 0
+    for di in range(size):
+        for dj in range(size):
+            v = x[n, h0 + di, w0 + dj, c]
+            if v > m:
+                m = v
+                best = di * size + dj
+    return best
+
+
+@numba.njit(**PARALLEL)
+def _max_pool2d_backward(x, dy, size, stride, dx):
+    # x, dx: (N, H, W, C), dx zeroed; dy: (N, H', W', C). Windows do not overlap (stride >= size),
+    # so each task (one output row of one image) writes its own rows of dx.
+    N, OH, OW, C = dy.shape
+    for nh in numba.prange(N * OH):
+        n = nh // OH
+        i = nh % OH
+        for j in range(OW):
+            for c in range(C):
+                best = _winner(x, n, i * stride, j * stride, c, size)
+                dx[n, i * stride + best // size, j * stride + best % size, c] = dy[n, i, j, c]
+
+
+def max_pool2d_backward(x, dy, size=2, stride=2):
+    """Fast max-pool backward; same contract as ``max_pool2d_backward_naive`` for windows that do
+    not overlap (stride >= size, as in VGG16); float32 out."""
+    if stride < size:
+        raise ValueError("the fast max-pool backward needs stride >= size; use max_pool2d_backward_naive")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    if dy.shape != _out_shape(x, size, stride):
+        raise ValueError(f"dy must be {_out_shape(x, size, stride)} for a pool of {x.shape}, got {dy.shape}")
+    dx = np.zeros_like(x)
+    _max_pool2d_backward(x, dy, size, stride, dx)
+    return dx

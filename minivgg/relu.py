@@ -1,4 +1,4 @@
-"""ReLU, and the bias-add that every conv and dense layer ends with.
+"""ReLU, the bias-add that every conv and dense layer ends with, and the ReLU's backward rules.
 
 Legend: any shape; the last axis holds the K channels (or units).
 
@@ -6,6 +6,17 @@ Legend: any shape; the last axis holds the K channels (or units).
 
 ``bias_relu`` adds a per-channel bias and optionally applies the ReLU in the same pass over memory,
 in place: after a GEMM the output is read once instead of twice. Conv and dense layers call it.
+
+Backward. With y = relu(x) and dy = dL/dy arriving from above, the rules (``RELU_RULES``) are
+
+    "plain"      dx = dy * [x > 0]              the true derivative (the chain rule)
+    "guided"     dx = dy * [x > 0] * [dy > 0]   guided backprop (Springenberg et al. 2015, sec. 3.4)
+    "deconvnet"  dx = dy * [dy > 0]             the deconvnet's "rectified" unpooling path
+                                                (Zeiler & Fergus 2014, sec. 2.1)
+
+Only "plain" is a derivative; the other two are the rules of two visualisation papers, which keep
+only the evidence that pushes the output up. [x > 0] equals [y > 0], so the backward pass needs only
+the layer's output y, which the forward pass already has.
 """
 import numba
 import numpy as np
@@ -67,3 +78,54 @@ def bias_relu(y, b, relu=False):
         raise ValueError(f"bias shape {b.shape} does not match {y.shape[-1]} channels")
     _bias_relu(y.reshape(-1, y.shape[-1]), np.ascontiguousarray(b, dtype=np.float32), relu)  # (M, K)
     return y
+
+
+RELU_RULES = ("plain", "guided", "deconvnet")
+
+
+def check_rule(rule):
+    if rule not in RELU_RULES:
+        raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {RELU_RULES}")
+    return RELU_RULES.index(rule)  # 0, 1, 2: the number the Numba kernel switches on
+
+
+def relu_backward_naive(y, dy, rule="plain"):
+    """Reference ReLU backward: the three rules above as NumPy expressions.
+
+    Inputs:
+    - y: the ReLU's output, any shape (only its sign is used: [y > 0] = [x > 0])
+    - dy: dL/dy, same shape
+    Returns:
+    - dx: dL/dx by the named rule, same shape
+    """
+    check_rule(rule)
+    if rule == "plain":
+        return dy * (y > 0)
+    if rule == "guided":
+        return dy * (y > 0) * (dy > 0)
+    return dy * (dy > 0)  # deconvnet
+
+
+@numba.njit(**PARALLEL)
+def _relu_backward(y, dy, rule, dx):
+    # y, dy, dx: (M,); rule: 0 plain, 1 guided, 2 deconvnet
+    for i in numba.prange(dy.size):
+        g = dy[i]
+        if (rule != 2 and y[i] <= 0) or (rule != 0 and g <= 0):
+            g = 0.0
+        dx[i] = g
+
+
+def relu_backward(y, dy, rule="plain"):
+    """Fast ReLU backward; same contract as ``relu_backward_naive``, float32 out.
+
+    One pass over memory, in parallel. (-0.0 and 0.0 both count as "not > 0", as in the naive twin.)
+    """
+    code = check_rule(rule)
+    dy = np.ascontiguousarray(dy, dtype=np.float32)
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if y.shape != dy.shape:
+        raise ValueError(f"y {y.shape} and dy {dy.shape} must have the same shape")
+    dx = np.empty_like(dy)
+    _relu_backward(y.reshape(-1), dy.reshape(-1), code, dx.reshape(-1))  # (M,) views
+    return dx

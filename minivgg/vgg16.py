@@ -176,10 +176,12 @@ class VGG16:
             self.params, self.include_top = load_vgg16_weights(weights, expected, include_top)
         self.weights_path = weights
         self.layers = LAYERS if self.include_top else NOTOP
+        self.method = method
         self.plan = plan(method, self.layers)
         # Winograd layers: the kernel transform U = G g G^T, done once here rather than on every call.
         winograd = [name for name, m in self.plan.items() if m == "winograd"]
         self._winograd = {name: winograd_kernel(self.params[name][0]) for name in winograd}  # (36, C, K) each
+        self._winograd_dx = {}  # the same for the backward pass's flipped kernels, made on first use (backprop.py)
 
     def _check_input(self, x):
         x = np.asarray(x)
@@ -196,11 +198,12 @@ class VGG16:
             raise MinivggError(f"VGG16 needs images of at least {MIN_SIZE}x{MIN_SIZE}, got {H}x{W}")
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def forward(self, x):
+    def forward(self, x, logits=False):
         """The forward pass, one layer at a time: yields (layer name, activation).
 
         x: (H, W, 3) or (N, H, W, 3), already preprocessed (``preprocess_input``).
         Activations are float32, (N, H', W', C') for conv and pool layers, (N, D) after flatten.
+        ``logits=True``: ``predictions`` yields the class scores before the softmax.
         """
         x = self._check_input(x)  # (N, H, W, 3)
         for row in self.layers:
@@ -219,7 +222,7 @@ class VGG16:
             else:
                 kernel, bias = self.params[row.name]
                 x = dense(x, kernel, bias, relu=row.activation == "relu")
-                if row.activation == "softmax":
+                if row.activation == "softmax" and not logits:
                     x = softmax(x)
             yield row.name, x
 
@@ -245,6 +248,16 @@ class VGG16:
         for _, a in self.forward(x):
             pass
         return a
+
+    def gradients(self, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False):
+        """The backward pass: dL/dx and dL/d(each layer's output), see ``backprop.gradients``.
+
+        ``model.gradients(x, {"predictions": dy})``; the forward part is ``self.forward``, so the ReLU
+        masks and pool choices are exactly those of ``self.activations(x)``.
+        """
+        from .backprop import gradients
+
+        return gradients(self, x, seeds, relu=relu, logits=logits, weights=weights, layers=layers, outputs=outputs)
 
     def summary(self, height=None, width=None):
         """The layer table of this model (at 224x224 unless told), with each conv layer's method."""

@@ -1,0 +1,197 @@
+"""How VGG16 learns: the backward pass of the whole network, ``model.gradients(x, seeds)``.
+
+Legend: N batch, H, W height and width, C channels, D features, U units.
+
+The forward pass computes L from x through the layers; the backward pass walks the same rows in
+reverse and applies the chain rule, one layer at a time. For one conv block, with a = x_in:
+
+    forward:   z = conv(a, w) + b      y = relu(z)             (and a pool after the block's last conv)
+    backward:  dz = dy * [z > 0]       dw = im2col(a)^T @ dz   db = sum of dz   da = conv(dz, w_t)
+
+where dy = dL/dy comes from the layer above and da is handed to the layer below (w_t = the flipped,
+C <-> K swapped kernel: ``conv.transpose_kernel``). Every layer's rule sits beside its forward twin:
+``relu.relu_backward``, ``pool.max_pool2d_backward``, ``conv.conv2d_backward_input`` and
+``conv.conv2d_backward_weights``, ``dense.dense_backward``, ``dense.softmax_backward``.
+
+Seeds. The loss is L = sum over the seeded layers of sum(dy * output): a seed ``{"predictions": dy}``
+with dy one-hot at class k makes L the score of class k, and dL/dx its gradient w.r.t. the image.
+``class_score`` and ``channel_mean`` build the two common seeds.
+
+Same decisions as the forward pass. The activations come from ``model.forward``, the one loop that
+``model.activations`` runs too: the same conv method per layer and the same kernels. So the ReLU
+masks ([output > 0]) and the max-pool winners (the first maximum of each window, ``pool.py``) are
+exactly those of ``model.activations(x)`` on the same x.
+
+What is kept between the passes: each layer's output up to the highest seed, nothing else (a ReLU
+mask is [output > 0], a pool's winners are found again from its input, which is the output of the
+layer below). At 224x224 that is 15.0 M floats per image, 60 MB, for the 18 conv and pool layers
+(the top adds 33 K floats), and outputs are dropped as the backward pass passes them. The
+backward kernels of the Winograd layers (``winograd_kernel(transpose_kernel(w))``, 224 MB for
+VGG16) are transformed on the first call and kept with the model.
+"""
+import numpy as np
+
+from .conv import conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, transpose_kernel
+from .dense import dense_backward, softmax_backward
+from .errors import MinivggError
+from .pool import max_pool2d_backward
+from .relu import RELU_RULES, relu_backward
+from .winograd import winograd_kernel
+
+
+def class_score(model, x, classes):
+    """The seed whose L is the score of ``classes`` (an int, or one per image) at ``predictions``.
+
+    Returns {"predictions": dy}, dy (N, U) one-hot. With ``logits=True`` L is the pre-softmax score.
+    """
+    n = _batch(x)
+    units = _output_shapes(model, x)["predictions"][1]
+    classes = np.broadcast_to(np.asarray(classes), (n,))
+    if not np.issubdtype(classes.dtype, np.integer) or classes.min() < 0 or classes.max() >= units:
+        raise MinivggError(f"class must be an integer from 0 to {units - 1}, got {classes.tolist()}")
+    dy = np.zeros((n, units), dtype=np.float32)
+    dy[np.arange(n), classes] = 1.0
+    return {"predictions": dy}
+
+
+def channel_mean(model, x, layer, channels):
+    """The seed whose L is the mean of one channel (an int, or one per image) of a conv or pool layer.
+
+    Returns {layer: dy}, dy (N, H', W', C') = 1 / (H' * W') on the channel, 0 elsewhere.
+    """
+    shape = _output_shapes(model, x).get(layer)
+    if shape is None or len(shape) != 4:
+        raise MinivggError(f"{layer!r} is not a conv or pool layer of this model")
+    n, h, w, c = shape
+    channels = np.broadcast_to(np.asarray(channels), (n,))
+    if not np.issubdtype(channels.dtype, np.integer) or channels.min() < 0 or channels.max() >= c:
+        raise MinivggError(f"{layer} has channels 0 to {c - 1}, got {channels.tolist()}")
+    dy = np.zeros(shape, dtype=np.float32)
+    dy[np.arange(n), :, :, channels] = 1.0 / (h * w)  # (N,) images x (H', W') positions, one channel each
+    return {layer: dy}
+
+
+def _batch(x):
+    return 1 if np.ndim(x) == 3 else np.shape(x)[0]
+
+
+def _output_shapes(model, x):
+    """Layer name -> output shape (N, ...) for this input, from the table (nothing computed)."""
+    from .vgg16 import shapes
+
+    h, w = np.shape(x)[-3:-1]
+    return {row.name: shape for row, shape, _ in shapes(model.layers, h, w, _batch(x))}
+
+
+def _check_seed(name, dy, shape):
+    dy = np.asarray(dy)
+    if not np.issubdtype(dy.dtype, np.number) or dy.shape != tuple(shape):
+        raise MinivggError(f"the seed for {name} must be a numeric array of shape {tuple(shape)}, got "
+                           f"{dy.dtype} {dy.shape}")
+    if not np.isfinite(dy).all():
+        raise MinivggError(f"the seed for {name} holds NaN or infinite values")
+    return np.ascontiguousarray(dy, dtype=np.float32)
+
+
+def _dx_method(model, row, kernel):
+    """How the backward conv of a layer is computed: the layer's forward method, except that the
+    ``auto`` plan picks again for the backward conv, whose input has K channels (Winograd if K >= 64)."""
+    if model.method == "auto":
+        return "winograd" if kernel.shape[3] >= 64 else "im2col"
+    return model.plan[row.name]
+
+
+def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False):
+    """dL/dx and dL/d(every layer's output) for L = sum over seeds of sum(dy * that layer's output).
+
+    Inputs:
+    - x: (H, W, 3) or (N, H, W, 3), preprocessed, as for ``model.forward``
+    - seeds: {layer name: dy}, dy shaped like that layer's output (N, ...), or a function of that
+      output returning dy; several seeds add up. The forward pass runs up to the highest seed.
+    - relu: "plain" (the true gradient), "guided" or "deconvnet" (``relu.RELU_RULES``), for every ReLU
+    - logits: take ``predictions`` before its softmax (its output and seed are then the class scores)
+    - weights: also return "<layer>/kernel" and "<layer>/bias" (shaped as ``model.params``)
+    - layers: keep only these layers' gradients (default: every layer at or below the highest seed)
+    - outputs: also return the forward outputs of the seeded layers
+    Returns:
+    - grads: dict, "input" -> (N, H, W, 3) float32, then layer name -> dL/d(its output), in layer
+      order, then the weight gradients; with ``outputs=True``, (grads, {seeded layer: its output})
+    Raises MinivggError for an unknown layer, a seed of the wrong shape or with NaN, an unknown rule.
+    """
+    if relu not in RELU_RULES:
+        raise MinivggError(f"unknown ReLU rule {relu!r}; choose one of {', '.join(RELU_RULES)}")
+    x = model._check_input(x)  # (N, H, W, 3) float32
+    names = [row.name for row in model.layers]
+    if not isinstance(seeds, dict) or not seeds:
+        raise MinivggError("seeds must be a non-empty dict {layer name: dL/d(its output)}")
+    unknown = [name for name in seeds if name not in names]
+    if unknown:
+        raise MinivggError(f"this model has no layer {unknown[0]!r} to seed (layers: {names[0]} ... {names[-1]})")
+    top = max(names.index(name) for name in seeds)  # the forward pass stops here
+    rows = model.layers[: top + 1]
+    keep = set(names[: top + 1]) if layers is None else set(layers)
+    if not keep <= set(names[: top + 1]):
+        bad = sorted(keep - set(names[: top + 1]))[0]
+        raise MinivggError(f"no gradient for {bad!r}: it is not a layer at or below the highest seed ({names[top]})")
+    shapes = _output_shapes(model, x)
+    fixed = {name: _check_seed(name, dy, shapes[name]) for name, dy in seeds.items() if not callable(dy)}
+
+    # Forward: the model's own loop, every output kept.
+    outs = []
+    for i, (name, a) in enumerate(model.forward(x, logits=logits)):
+        outs.append(a)
+        if i == top:
+            break
+    seeded = {name: outs[names.index(name)] for name in seeds}
+    for name, f in seeds.items():
+        if callable(f):
+            fixed[name] = _check_seed(name, f(seeded[name]), shapes[name])
+
+    # Backward: the rows in reverse; g = dL/d(this row's output).
+    grads, wgrads, g = {}, {}, None
+    for i in range(top, -1, -1):
+        row, out = rows[i], outs[i]
+        a_in = outs[i - 1] if i > 0 else x  # this row's input
+        if row.name in fixed:
+            g = fixed[row.name] if g is None else g + fixed[row.name]
+        if g is None:  # nothing seeded at or above this row yet
+            continue
+        if row.name in keep:
+            grads[row.name] = g
+        if row.kind == "conv":
+            kernel, _ = model.params[row.name]
+            if row.activation == "relu":
+                g = relu_backward(out, g, relu)  # dL/dz, z the pre-activation
+            if weights:
+                if model.plan[row.name] == "naive":
+                    _, dw, db = conv2d_backward_naive(a_in, kernel, g, stride=1, pad=1)
+                else:
+                    dw, db = conv2d_backward_weights(a_in, g, 3, 3, stride=1, pad=1)
+                wgrads[row.name] = (dw.astype(np.float32), db.astype(np.float32))
+            method = _dx_method(model, row, kernel)
+            U_t = None
+            if method == "winograd":
+                if row.name not in model._winograd_dx:  # transformed on the first call, then kept
+                    model._winograd_dx[row.name] = winograd_kernel(transpose_kernel(kernel))  # (36, K, C)
+                U_t = model._winograd_dx[row.name]
+            g = conv2d_backward_input(g, kernel, pad=1, method=method, U_t=U_t)  # (N, H, W, C)
+        elif row.kind == "pool":
+            g = max_pool2d_backward(a_in, g, size=2, stride=2)
+        elif row.kind == "flatten":
+            g = g.reshape(a_in.shape)  # (N, D) -> (N, H, W, C): flatten's inverse
+        else:  # dense
+            kernel, _ = model.params[row.name]
+            if row.activation == "softmax" and not logits:
+                g = softmax_backward(out, g)
+            elif row.activation == "relu":
+                g = relu_backward(out, g, relu)
+            g, dw, db = dense_backward(a_in, kernel, g, need_weights=weights)
+            if weights:
+                wgrads[row.name] = (dw, db)
+        outs[i] = None  # no longer needed: free it as we go down
+    result = {"input": g}
+    result.update((name, grads[name]) for name in names[: top + 1] if name in grads)
+    for name in names:
+        if name in wgrads:
+            result[f"{name}/kernel"], result[f"{name}/bias"] = wgrads[name]
+    return (result, seeded) if outputs else result
