@@ -125,11 +125,34 @@ def weights_notop_keras_names(tf, tmp_path_factory):
 # Agreement with TensorFlow, collected by tests/test_reference.py and printed at the end of the run:
 # (case, layer) -> max|ours - tf| / max|tf|
 AGREEMENT = {}
+# The same for the backward pass (tests/test_gradients_tf.py): (case, tensor) -> ||ours - tf|| / ||tf||
+# against the pinned reference, and case -> cosine of our input gradient with Keras' unpinned one.
+GRADIENT_AGREEMENT = {}
+KERAS_COSINE = {}
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not AGREEMENT:
-        return
+    if AGREEMENT:
+        _forward_table(terminalreporter)
+    if GRADIENT_AGREEMENT:
+        _gradient_table(terminalreporter)
+
+
+def _gradient_table(tr):
+    worst = {}
+    for (case, name), err in GRADIENT_AGREEMENT.items():
+        key = name.split("/")[0] if "/" not in name else name.split("/")[0] + " w,b"
+        if err >= worst.get(key, (-1.0, ""))[0]:
+            worst[key] = (err, case)
+    tr.section("gradients vs TensorFlow (pinned masks): worst ||ours - tf|| / ||tf|| per tensor (bar: 1e-4)")
+    for name, (err, case) in worst.items():
+        tr.write_line(f"{name:<18} {err:9.2e}   ({case})")
+    tr.write_line(f"{len(GRADIENT_AGREEMENT)} gradients compared in {len({c for c, _ in GRADIENT_AGREEMENT})} cases")
+    for case, cos in KERAS_COSINE.items():
+        tr.write_line(f"cosine with Keras' own (unpinned) input gradient: {cos:.7f}   ({case})")
+
+
+def _forward_table(terminalreporter):
     worst = {}
     for (case, layer), err in AGREEMENT.items():
         if err >= worst.get(layer, (-1.0, ""))[0]:
