@@ -159,9 +159,13 @@ class VGG16:
     - ``include_top``: True or False; None means whatever the weight file holds.
     - ``method``: how conv layers are computed, one of ``conv.METHODS`` for all of them, or
       ``"auto"`` for the default per-layer choice. ``model.plan`` shows the choice.
+    - ``keep_transformed``: keep every Winograd layer's transformed kernel (36, C, K) from load on
+      (True, the default: ~235 MB for VGG16, 4x its conv kernels), or transform each kernel as its
+      layer runs and drop it after (False: the same work for one pass, ~5 ms a layer more per later
+      pass). ``minivgg-visualize`` uses False.
     """
 
-    def __init__(self, weights="imagenet", include_top=None, method="auto"):
+    def __init__(self, weights="imagenet", include_top=None, method="auto", keep_transformed=True):
         from .weights import load_vgg16_weights
 
         expected = {row.name: p for row, _, p in shapes(LAYERS, TOP_SIZE, TOP_SIZE) if p}
@@ -178,8 +182,9 @@ class VGG16:
         self.layers = LAYERS if self.include_top else NOTOP
         self.method = method
         self.plan = plan(method, self.layers)
-        # Winograd layers: the kernel transform U = G g G^T, done once here rather than on every call.
-        winograd = [name for name, m in self.plan.items() if m == "winograd"]
+        # Winograd layers: the kernel transform U = G g G^T, done once here rather than on every call,
+        # unless told not to keep them (then ``forward`` transforms each kernel as its layer runs).
+        winograd = [name for name, m in self.plan.items() if m == "winograd"] if keep_transformed else []
         self._winograd = {name: winograd_kernel(self.params[name][0]) for name in winograd}  # (36, C, K) each
         self._winograd_dx = {}  # the same for the backward pass's flipped kernels, made on first use (backprop.py)
 
@@ -209,8 +214,10 @@ class VGG16:
         for row in self.layers:
             if row.kind == "conv":
                 kernel, bias = self.params[row.name]
-                if self.plan[row.name] == "winograd":  # the kernel was transformed once, at load
-                    x = conv3x3_winograd(x, self._winograd[row.name], bias, relu=row.activation == "relu")
+                if self.plan[row.name] == "winograd":  # the kernel transformed at load, or now and dropped after
+                    U = self._winograd[row.name] if row.name in self._winograd else winograd_kernel(kernel)
+                    x = conv3x3_winograd(x, U, bias, relu=row.activation == "relu")
+                    del U  # not kept: freed before the next layer transforms its own
                 else:
                     x = conv_methods.conv2d(
                         x, kernel, bias, stride=1, pad=1, relu=row.activation == "relu", method=self.plan[row.name]

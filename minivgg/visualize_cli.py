@@ -114,12 +114,12 @@ def conv_weights():
 
 def load_model(weights, size, quiet):
     if size == TOP_SIZE:
-        return VGG16(weights=weights or "imagenet")
+        return VGG16(weights=weights or "imagenet", keep_transformed=False)
     if weights is None:
         weights = conv_weights()
     if not quiet:
         print(f"note: --size {size} is not {TOP_SIZE}: using the conv layers only, no predictions", file=sys.stderr)
-    return VGG16(weights=weights, include_top=False)
+    return VGG16(weights=weights, include_top=False, keep_transformed=False)
 
 
 class Progress:

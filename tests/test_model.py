@@ -47,6 +47,15 @@ def test_single_image_and_batch_agree(notop):
     np.testing.assert_allclose(notop(x[1]), batch[1:], rtol=1e-5, atol=1e-5 * np.abs(batch).max())
 
 
+def test_transformed_kernels_kept_or_made_per_pass_give_the_same_maps(notop):
+    lean = VGG16(weights=None, include_top=False, keep_transformed=False)  # same seed: the same weights
+    assert len(notop._winograd) == 12 and lean._winograd == {}  # every conv layer but block1_conv1
+    x = np.random.default_rng(1).uniform(-120, 150, (2, 36, 44, 3)).astype(np.float32)
+    for (name, a), (_, b) in zip(notop.forward(x), lean.forward(x)):
+        np.testing.assert_array_equal(a, b, err_msg=name)  # the same transform, the same sums: bit for bit
+    assert lean._winograd == {}  # nothing kept after the pass either
+
+
 def test_activations_in_layer_order_and_subset(notop):
     x = np.zeros((1, 32, 32, 3), np.float32)
     acts = notop.activations(x)
