@@ -34,9 +34,9 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .conv import conv2d_im2col, conv2d_naive
+from .conv import conv2d_backward_input, conv2d_backward_weights, conv2d_im2col, conv2d_naive, transpose_kernel
 from .errors import MinivggError
-from .vgg16 import NOTOP, shapes  # NOTOP: the 13 conv and 5 pool layers
+from .vgg16 import LAYERS, NOTOP, shapes  # NOTOP: the 13 conv and 5 pool layers; LAYERS: with the top
 
 TOL = 1e-4
 
@@ -105,16 +105,95 @@ def reference_forward(params, x):
     return x
 
 
-def weights(seed=0):
+def weights(seed=0, include_top=False):
     """VGG16's He-normal kernels with seeded non-zero biases (a dropped bias must not pass the check).
 
-    Returns {conv layer name: (w (3, 3, C, K), b (K,))}, float32.
+    Returns {layer name: (w (3, 3, C, K) or (D, U), b (K,) or (U,))}, float32, for the conv layers
+    (and fc1, fc2, predictions with ``include_top``).
     """
     from .vgg16 import VGG16
 
     rng = np.random.default_rng(seed)
-    params = VGG16(weights=None, include_top=False, method="im2col").params  # im2col: no kernel transforms
+    params = VGG16(weights=None, include_top=include_top, method="im2col").params  # im2col: no kernel transforms
     return {name: (w, rng.uniform(-0.5, 0.5, b.shape).astype(np.float32)) for name, (w, b) in params.items()}
+
+
+def reference_conv_backward(x, w, dy):
+    """dL/dx and dL/dw of a 3x3, stride 1, pad 1 conv, in float64, tap by tap (``conv.py`` derives them).
+
+    Inputs: x (N, H, W, C), the conv's input; w (3, 3, C, K); dy (N, H, W, K), dL/d(the conv's output
+    before its ReLU). Returns dx (N, H, W, C) and dw (3, 3, C, K), float64.
+    """
+    N, H, W, C = x.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))  # (N, H+2, W+2, C)
+    dxp = np.zeros_like(xp)
+    dy = dy.astype(np.float64)
+    dw = np.zeros(w.shape)
+    for di in range(3):
+        for dj in range(3):
+            # tap (di, dj) read xp[:, di:di+H, dj:dj+W]: its share of dx goes back there
+            dxp[:, di:di + H, dj:dj + W, :] += np.tensordot(dy, w[di, dj].T.astype(np.float64), axes=1)  # (N,H,W,K).(K,C)
+            dw[di, dj] = np.tensordot(xp[:, di:di + H, dj:dj + W, :], dy, axes=([0, 1, 2], [0, 1, 2]))  # -> (C, K)
+    return dxp[:, 1:H + 1, 1:W + 1, :], dw
+
+
+def reference_gradient(params, x, seed_layer, dy):
+    """dL/dx for L = sum(dy * output of ``seed_layer``), in float64: VGG16 from the table (the top if
+    ``params`` has it; ``predictions`` as logits), forward with ``reference_conv``/``reference_pool``,
+    backward with ``reference_conv_backward`` and NumPy. Returns (N, H, W, 3) float64.
+
+    Its ReLU and pool decisions are float64's own, so a float32 pass may differ from it where a
+    pre-activation lies within rounding of 0 (see ``GRADIENT_TOL``).
+    """
+    from .pool import max_pool2d_backward_naive
+
+    rows, outs, a = [], [], x.astype(np.float64)
+    for row in LAYERS:
+        if row.kind == "conv":
+            a = reference_conv(a, *params[row.name])
+        elif row.kind == "pool":
+            a = reference_pool(a)
+        elif row.kind == "flatten":
+            a = a.reshape(a.shape[0], -1)  # (N, H, W, C) -> (N, H*W*C)
+        else:
+            w, b = params[row.name]
+            a = a @ w.astype(np.float64) + b  # (N, D) @ (D, U)
+            a = np.maximum(a, 0) if row.activation == "relu" else a  # predictions: logits
+        rows.append(row)
+        outs.append(a)
+        if row.name == seed_layer:
+            break
+    g = dy.astype(np.float64)
+    for i in range(len(rows) - 1, -1, -1):
+        row, a_in = rows[i], outs[i - 1] if i else x.astype(np.float64)
+        if row.kind == "conv":
+            g, _ = reference_conv_backward(a_in, params[row.name][0], g * (outs[i] > 0))
+        elif row.kind == "pool":
+            g = max_pool2d_backward_naive(a_in, g)  # to each window's first maximum; odd edges get 0
+        elif row.kind == "flatten":
+            g = g.reshape(a_in.shape)  # (N, D) -> (N, H, W, C)
+        else:
+            g = (g * (outs[i] > 0) if row.activation == "relu" else g) @ params[row.name][0].T.astype(np.float64)
+    return g
+
+
+# A whole-network gradient is checked as ||ours - ref|| / ||ref|| <= GRADIENT_TOL. Exact float32 and
+# float64 passes agree to ~1e-5 where they make the same ReLU and pool decisions; where a pre-activation
+# lies within float32 rounding of 0 they may not, and one such flip moved an input gradient by 6.5e-3
+# (measured, against TensorFlow). 5e-2 leaves room for a few flips; a wrong backward rule (a missing
+# flip of the kernel, a mask from the wrong layer, a misrouted pool) is off by 0.5 or more.
+GRADIENT_TOL = 5e-2
+
+
+def check_gradient(method, ours, ref, tol=GRADIENT_TOL):
+    """Raise MinivggError unless ||ours - ref|| / ||ref|| <= tol; returns that error."""
+    ours = np.asarray(ours, dtype=np.float64)
+    scale = np.linalg.norm(ref)
+    err = float(np.linalg.norm(ours - ref) / scale) if ours.shape == ref.shape and scale > 0 else float("inf")
+    if not err <= tol:
+        raise MinivggError(f"method {method!r}: its whole-network gradient disagrees with the float64 reference "
+                           f"(||ours - ref|| / ||ref|| = {err:.3g} > {tol:g}); not timed")
+    return err
 
 
 def save_weights(params, path):
@@ -235,6 +314,27 @@ def _winograd():
         run=lambda x, p: conv3x3_winograd(x, p[0], p[1], True),
         load=lambda wb: (winograd_kernel(wb[0]), wb[1]),  # U, b: the transform is done once, at load
     )
+
+
+def _winograd_dx():
+    from .winograd import winograd_kernel
+
+    return Method(
+        run=lambda dy, p: conv2d_backward_input(dy, p[0], pad=1, method="winograd", U_t=p[1]),
+        load=lambda w: (w, winograd_kernel(transpose_kernel(w))),  # the backward kernel, transformed once
+    )
+
+
+# The backward conv methods (naive is left out: the naive twins take seconds per layer at 224):
+# dx, dL/d(input) = the conv of dy with the flipped kernel, run(dy, w); and dW = im2col(x)^T @ dy,
+# run((x, dy), w), for which Winograd is not used.
+DX_METHODS = {
+    "im2col": lambda: Method(run=lambda dy, w: conv2d_backward_input(dy, w, pad=1, method="im2col")),
+    "winograd": _winograd_dx,
+}
+DW_METHODS = {
+    "im2col": lambda: Method(run=lambda xdy, w: conv2d_backward_weights(xdy[0], xdy[1], 3, 3, stride=1, pad=1)[0]),
+}
 
 
 # The conv methods the benchmark walks: name -> a function that returns a ``Method``. It covers

@@ -59,6 +59,7 @@ FRAMEWORKS = ("tensorflow", "pytorch")
 IMPORT_NAME = {"tensorflow": "tensorflow", "pytorch": "torch"}
 DEFAULT_REPEATS, QUICK_REPEATS = 10, 3
 DEFAULT_NAIVE_SIZE, QUICK_NAIVE_SIZE = 56, 32
+WHOLE = ("forward", "gradients")  # the --layers names of whole-network rows
 MIN_SIZE = 32  # VGG16's five pools halve the size: 32 -> 1 (minivgg.vgg16.MIN_SIZE; not imported before --threads)
 
 
@@ -76,7 +77,7 @@ def parse_args(argv):
                    help=f"size for the slow naive method (default {DEFAULT_NAIVE_SIZE}, --quick {QUICK_NAIVE_SIZE})")
     p.add_argument("--methods", help="comma-separated methods (default: all available); "
                    "minivgg's, 'auto' (forward only), 'tensorflow', 'pytorch'")
-    p.add_argument("--layers", help="comma-separated conv/pool layer names and 'forward' (default: all)")
+    p.add_argument("--layers", help="comma-separated conv/pool layer names, 'forward' and 'gradients' (default: all)")
     p.add_argument("--no-frameworks", action="store_true", help="leave TensorFlow and PyTorch out")
     p.add_argument("--torch-channels-last", action="store_true", help="PyTorch in channels_last memory format")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
@@ -129,10 +130,48 @@ def tensorflow_methods(threads):
     def fetch(y):
         return y.numpy()
 
-    return (
-        Method(run=lambda x, p: conv(x, *p), load=lambda wb: [tf.constant(a) for a in wb], feed=tf.constant, fetch=fetch),
-        Method(run=lambda x, f: f(x), load=load_model, feed=tf.constant, fetch=fetch),
-        tf.__version__,
+    # The backward ops GradientTape runs for a conv layer, called directly.
+    @tf.function
+    def conv_dx(dy, w):  # dy (N, H, W, K), w (3, 3, C, K) -> dx (N, H, W, C)
+        shape = tf.concat([tf.shape(dy)[:3], tf.shape(w)[2:3]], 0)
+        return tf.raw_ops.Conv2DBackpropInput(input_sizes=shape, filter=w, out_backprop=dy, strides=[1, 1, 1, 1],
+                                              padding="SAME")
+
+    @tf.function
+    def conv_dw(x, dy, w):  # x (N, H, W, C), dy (N, H, W, K) -> dw (3, 3, C, K)
+        return tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(w), out_backprop=dy,
+                                               strides=[1, 1, 1, 1], padding="SAME")
+
+    def load_gradient(params, layer):
+        """d(sum(dy * output of ``layer``))/dx through Keras' VGG16 (with its top if params has it;
+        predictions as logits)."""
+        top = "predictions" in params
+        model = keras.applications.VGG16(weights=None, include_top=top, input_shape=None if top else (None, None, 3))
+        for name, (w, b) in params.items():
+            model.get_layer(name).set_weights([w, b])
+        if top:
+            model.get_layer("predictions").activation = keras.activations.linear  # the class score, pre-softmax
+        model = keras.Model(model.inputs, model.get_layer(layer).output)  # up to the seeded layer
+
+        @tf.function
+        def gradient(x, dy):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(dy * model(x, training=False))
+            return tape.gradient(loss, x)
+
+        return gradient
+
+    return dict(
+        conv=Method(run=lambda x, p: conv(x, *p), load=lambda wb: [tf.constant(a) for a in wb], feed=tf.constant,
+                    fetch=fetch),
+        forward=Method(run=lambda x, f: f(x), load=load_model, feed=tf.constant, fetch=fetch),
+        dx=Method(run=conv_dx, load=tf.constant, feed=tf.constant, fetch=fetch),
+        dW=Method(run=lambda xdy, w: conv_dw(*xdy, w), load=tf.constant,
+                  feed=lambda xdy: tuple(tf.constant(a) for a in xdy), fetch=fetch),
+        gradients=lambda layer: Method(run=lambda xdy, f: f(*xdy), load=lambda params: load_gradient(params, layer),
+                                       feed=lambda xdy: tuple(tf.constant(a) for a in xdy), fetch=fetch),
+        version=tf.__version__,
     )
 
 
@@ -171,10 +210,11 @@ def pytorch_methods(threads, args):
             x = conv(x, p[row.name]) if row.kind == "conv" else F.max_pool2d(x, 2)
         return x
 
-    return (
-        Method(run=conv, load=load_conv, feed=feed, fetch=fetch),
-        Method(run=forward, load=lambda params: {name: load_conv(p) for name, p in params.items()}, feed=feed, fetch=fetch),
-        torch.__version__,
+    return dict(  # (the backward rows are TensorFlow's only)
+        conv=Method(run=conv, load=load_conv, feed=feed, fetch=fetch),
+        forward=Method(run=forward, load=lambda params: {name: load_conv(p) for name, p in params.items()}, feed=feed,
+                       fetch=fetch),
+        version=torch.__version__,
     )
 
 
@@ -213,14 +253,14 @@ def choose(args):
         methods[name] = bench.CONV_METHODS[name]()
     want_auto = "auto" in wanted
 
-    all_layers = [s.name for s in bench.layer_shapes(args.size, args.batch)] + ["forward"]
+    all_layers = [s.name for s in bench.layer_shapes(args.size, args.batch)] + list(WHOLE)
     layers = all_layers if args.layers is None else [s.strip() for s in args.layers.split(",") if s.strip()]
     if not layers:
         raise MinivggError(f"--layers is empty; choose from {', '.join(all_layers)}")
     unknown = [name for name in layers if name not in all_layers]
     if unknown:
         raise MinivggError(f"unknown layer(s) {', '.join(unknown)}; choose from {', '.join(all_layers)}")
-    if "auto" in explicit and "forward" not in layers:  # auto is a per-layer plan: it only runs whole passes
+    if "auto" in explicit and not set(WHOLE) & set(layers):  # auto is a per-layer plan: it only runs whole passes
         raise MinivggError("method 'auto' runs on the whole forward pass only: add 'forward' to --layers")
     return methods, frameworks, want_auto, layers, notes
 
@@ -268,6 +308,11 @@ MEMORY_COLUMNS = LEFT[:1] + [("input shape", 21, lambda r: ",".join(map(str, r["
     ("copy GB/s", 11, number("copy_gbps", ".1f")), ("% copy", 8, number("copy_share", ".0f", 100)),
     ("1st call ms", 13, number("first_ms", ".1f"))]
 FORWARD_COLUMNS = LEFT + CONV_COLUMNS[3:-1]
+BACKWARD_COLUMNS = CONV_COLUMNS[:1] + [("N,H,W,C->K", 21, lambda r: "{},{},{},{}->{}".format(*r["shape"])),
+                                       ("method", 12, lambda r: f"{r['method']} {r['kind']}")] + CONV_COLUMNS[3:6] + [
+    ("error", 10, number("rel_error", ".1e")), ("1st call ms", 13, number("first_ms", ".1f"))]
+GRADIENT_COLUMNS = LEFT + [("median ms", 11, number("median_ms", ".1f")), ("||err||", 10, number("rel_error", ".1e")),
+                           ("1st call ms", 13, number("first_ms", ".1f"))]
 
 
 def measure(method, name, layer, weights, x, ref, repeats, load_repeats=0, tol=None):
@@ -391,6 +436,88 @@ def run_forward(table, methods, frameworks, want_auto, args, weights, sgemm, tmp
             table.add(dict(layer="forward", kind="forward", size=size, shape=list(x.shape), method=name, **row,
                            gflops=gflops, sgemm_share=gflops / sgemm,
                            vs_im2col=base / row["median_ms"] if base and size == args.size else None))
+
+
+def run_conv_backward(table, layers, methods, fw, args, weights, sgemm):
+    """Per conv layer, the backward pass's two convolutions: dx (dL/d(input), the conv of dy with the
+    flipped kernel) per method, and dW (im2col(x)^T @ dy), beside TensorFlow's Conv2DBackpropInput and
+    Conv2DBackpropFilter (what its GradientTape runs). Checked against ``bench.reference_conv_backward``."""
+    from minivgg import bench
+
+    todo = {kind: {m: make() for m, make in ours.items() if m in methods}
+            for kind, ours in (("dx", bench.DX_METHODS), ("dW", bench.DW_METHODS))}
+    for kind in todo:
+        todo[kind].update({name: f[kind] for name, f in fw.items() if kind in f})
+    if not any(todo.values()):
+        return
+    table.section(f"conv layers, backward: dx = conv(dy, flipped kernel) and dW = im2col(x)^T @ dy; median of "
+                  f"{args.repeats}; GFLOP/s = 2*N*H*W*C*K*9 / time, as forward", BACKWARD_COLUMNS)
+    for i, s in enumerate(bench.layer_shapes(args.size, args.batch)):
+        if not s.K or s.name not in layers:
+            continue
+        x = bench.data((s.N, s.H, s.W, s.C), seed=i)  # (N, H, W, C): the layer's input
+        dy = bench.data((s.N, s.H, s.W, s.K), seed=50 + i)  # (N, H, W, K): dL/d(its output, before the ReLU)
+        w = weights[s.name][0]
+        ref_dx, ref_dw = bench.reference_conv_backward(x, w, dy)
+        for kind, feed, ref in (("dx", dy, ref_dx), ("dW", (x, dy), ref_dw)):
+            for name, method in todo[kind].items():
+                row = measure(method, f"{name} {kind}", s.name, w, feed, ref, args.repeats)
+                gflops = bench.conv_flops(s) / row["median_ms"] / 1e6
+                table.add(dict(layer=s.name, kind=kind, size=args.size, shape=list(s[1:]), method=name, **row,
+                               gflops=gflops, sgemm_share=gflops / sgemm))
+
+
+def run_gradients(table, methods, fw, want_auto, args, tmp):
+    """The whole network's input gradient for one class score (forward + backward): ``model.gradients``
+    per method against TensorFlow's GradientTape on Keras' VGG16 with the same weights. At 224x224 with
+    the top (the score before the softmax); at other sizes without it (the mean of one block5_conv3
+    channel, its most active one). Checked against ``bench.reference_gradient`` (float64)."""
+    from minivgg import bench
+    from minivgg.backprop import channel_mean, class_score
+    from minivgg.conv import METHODS
+    from minivgg.vgg16 import TOP_SIZE, VGG16
+
+    top = args.size == TOP_SIZE
+    weights = bench.weights(include_top=top)
+    path = bench.save_weights(weights, os.path.join(tmp, "weights_top.h5" if top else "weights.h5"))
+    x = bench.data((args.batch, args.size, args.size, 3), seed=400)  # (N, H, W, 3)
+    probe = VGG16(weights=path, method="im2col")
+    if top:
+        seeds, what = class_score(probe, x, 7), "the class-7 score, top"
+    else:  # the most active channel: a dead one would have no gradient at all
+        c = int(probe.activations(x, ["block5_conv3"])["block5_conv3"].mean(axis=(0, 1, 2)).argmax())
+        seeds, what = channel_mean(probe, x, "block5_conv3", c), f"the mean of block5_conv3 channel {c}, no top"
+    (seed_layer, dy), = seeds.items()
+
+    def ours(method):
+        return bench.Method(run=lambda xdy, model: model.gradients(xdy[0], {seed_layer: xdy[1]}, logits=True, layers=[])[
+            "input"], load=lambda _: VGG16(weights=path, method=method))
+
+    fast = [m for m in METHODS if m in methods and m != "naive"]  # the naive twins would take minutes here
+    todo = {m: ours(m) for m in fast + (["auto"] if want_auto else [])}
+    todo.update({name: f["gradients"](seed_layer) for name, f in fw.items() if "gradients" in f})
+    if not todo:
+        return
+    ref = bench.reference_gradient(weights, x, seed_layer, dy)  # (N, H, W, 3) float64
+    table.section(f"whole network, input gradient of {what} (forward + backward, model.gradients vs "
+                  f"TensorFlow's GradientTape); checked against a float64 pass", GRADIENT_COLUMNS)
+    base = None
+    for name, method in todo.items():
+        err = []
+        params = method.load(weights)
+        xin = method.feed((x, dy)) if method.feed else (x, dy)
+        fetch = method.fetch or (lambda y: y)
+        t = bench.time_checked(lambda: method.run(xin, params),
+                               lambda out: err.append(bench.check_gradient(name, fetch(out), ref)), args.repeats)
+        base = t.median_ms if name == "tensorflow" else base
+        table.add(dict(layer="gradients", kind="gradients", size=args.size, shape=list(x.shape), method=name,
+                       median_ms=t.median_ms, first_ms=t.first_ms, times_ms=t.times_ms, rel_error=err[0]))
+    for row in table.results:
+        if row["kind"] == "gradients" and base:
+            row["vs_tensorflow"] = row["median_ms"] / base
+    if base:
+        print("time / TensorFlow's: " + ", ".join(f"{r['method']} {r['vs_tensorflow']:.2f}"
+                                                   for r in table.results if r["kind"] == "gradients"))
 
 
 # ---------------------------------------------------------------- the plot
@@ -521,10 +648,12 @@ def run(args, threads, late):
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # this starts Numba's thread pool
     methods, frameworks, want_auto, layers, notes = choose(args)
     machine = bench.machine_info(threads)
-    conv_fw, forward_fw = {}, {}
+    fw = {name: tensorflow_methods(threads) if name == "tensorflow" else pytorch_methods(threads, args)
+          for name in frameworks}  # name -> {"conv": Method, "forward": ..., (TensorFlow:) "dx", "dW",
+    #                                          "gradients": seeded layer -> Method}
     for name in frameworks:
-        conv_fw[name], forward_fw[name], machine["versions"][name] = \
-            tensorflow_methods(threads) if name == "tensorflow" else pytorch_methods(threads, args)
+        machine["versions"][name] = fw[name]["version"]
+    conv_fw, forward_fw = ({name: f[kind] for name, f in fw.items() if kind in f} for kind in ("conv", "forward"))
     weights = bench.weights()
     sgemm = bench.sgemm_gflops(repeats=args.repeats)
     machine["sgemm_gflops"] = sgemm
@@ -546,11 +675,14 @@ def run(args, threads, late):
     conv_layers = [s.name for s in bench.layer_shapes(args.size, args.batch) if s.K and s.name in layers]
     if conv_layers and (methods or conv_fw):
         run_conv(table, conv_layers, {**methods, **conv_fw}, args, weights, sgemm)
-    if [n for n in layers if n != "forward"]:
+        run_conv_backward(table, conv_layers, methods, fw, args, weights, sgemm)
+    if [n for n in layers if n not in WHOLE]:
         run_memory(table, layers, args)
-    if "forward" in layers:
-        with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        if "forward" in layers:
             run_forward(table, methods, forward_fw, want_auto, args, weights, sgemm, tmp)
+        if "gradients" in layers:
+            run_gradients(table, methods, fw, want_auto, args, tmp)
 
     # The same sgemm again: if the machine got busier or quieter meanwhile, the two differ.
     machine["sgemm_gflops_end"] = end = bench.sgemm_gflops(repeats=args.repeats)

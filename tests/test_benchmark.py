@@ -95,10 +95,19 @@ def test_command_covers_every_layer_and_method(tmp_path):
     assert [r["layer"] for r in results if r["kind"] == "max_pool2d"] == POOL_LAYERS
     assert {r["method"] for r in results if r["kind"] == "forward"} >= set(METHODS)
 
+    backward = {(r["layer"], r["method"], r["kind"]) for r in results if r["kind"] in ("dx", "dW")}
+    assert backward == {(layer, m, "dx") for layer in CONV_LAYERS for m in ("im2col", "winograd")} | {
+        (layer, "im2col", "dW") for layer in CONV_LAYERS}
+    gradients = [r for r in results if r["kind"] == "gradients"]
+    assert {r["method"] for r in gradients} == {"im2col", "winograd", "auto"}  # the naive twins are left out
+    assert all(r["rel_error"] <= bench.GRADIENT_TOL for r in gradients), gradients
+
     for r in results:
         assert r["median_ms"] > 0 and all(t > 0 for t in r["times_ms"]) and r["first_ms"] > 0, r
+        if r["kind"] == "gradients":
+            continue
         assert math.isfinite(r["median_ms"]) and r["rel_error"] <= bench.TOL, r
-        if r["kind"] == "conv":
+        if r["kind"] in ("conv", "dx", "dW"):
             N, H, W, C, K = r["shape"]
             assert r["gflops"] == pytest.approx(2 * N * H * W * C * K * 9 / r["median_ms"] / 1e6), r
             assert r["sgemm_share"] > 0, r
@@ -110,6 +119,45 @@ def test_command_covers_every_layer_and_method(tmp_path):
 
     with Image.open(png) as img:
         assert img.width == 1200 and img.height > 800  # 13 layer groups of 3 bars, and the forward pass
+
+
+def test_backward_references_are_the_naive_twins():
+    """The float64 references of the backward rows equal the package's naive backward kernels on a
+    lopsided batch (float64 in, so only summation order differs: 1e-12)."""
+    from minivgg.backprop import channel_mean
+    from minivgg.conv import conv2d_backward_naive
+    from minivgg.vgg16 import VGG16
+
+    rng = np.random.default_rng(2)
+    x, w, dy = rng.standard_normal((2, 7, 5, 3)), rng.standard_normal((3, 3, 3, 4)), rng.standard_normal((2, 7, 5, 4))
+    dx, dw = bench.reference_conv_backward(x, w, dy)
+    want_dx, want_dw, _ = conv2d_backward_naive(x, w, dy, stride=1, pad=1)
+    assert bench.rel_error(dx, want_dx) < 1e-12 and bench.rel_error(dw, want_dw) < 1e-12
+    params = bench.weights()
+    model = VGG16(weights=None, include_top=False, method="im2col")
+    model.params = params  # the benchmark's weights, non-zero biases
+    x = bench.data((2, 48, 40, 3), seed=3)
+    seeds = channel_mean(model, x, "block4_pool", [1, 2])
+    ref = bench.reference_gradient(params, x, "block4_pool", seeds["block4_pool"])
+    assert bench.check_gradient("im2col", model.gradients(x, seeds)["input"], ref) < 1e-3
+    with pytest.raises(MinivggError, match="whole-network gradient disagrees"):
+        bench.check_gradient("x", -ref, ref)
+
+
+def test_wrong_backward_method_is_refused_before_timing(main, monkeypatch, capsys):
+    calls = []
+
+    def wrong():
+        def run(dy, w):
+            calls.append(dy.shape)
+            return 1.001 * bench.DX_METHODS["im2col"]().run(dy, w)
+
+        return bench.Method(run=run)
+
+    monkeypatch.setitem(bench.DX_METHODS, "winograd", wrong)  # the test hook, as for forward methods
+    code = main([*FAST, "--no-frameworks", "--methods", "im2col,winograd", "--layers", "block2_conv1"])
+    assert code == 1 and calls == [(1, 16, 16, 128)]  # called once, for the check; never timed
+    assert capsys.readouterr().err.startswith("error: method 'winograd dx' on block2_conv1 disagrees")
 
 
 @pytest.mark.parametrize("mistake", [
@@ -166,12 +214,18 @@ def test_frameworks_agree_and_are_timed(tf, main, tmp_path):
     frameworks = ["tensorflow"] + (["pytorch"] if importlib.util.find_spec("torch") else [])
     out = tmp_path / "bench.json"
     methods = ",".join(["im2col", *frameworks])
-    assert main([*FAST, "--methods", methods, "--layers", "block3_conv2,forward", "--json", str(out)]) == 0
+    assert main([*FAST, "--methods", methods, "--layers", "block3_conv2,forward,gradients", "--json", str(out)]) == 0
     results = json.loads(out.read_text())["results"]
     for kind, layer in (("conv", "block3_conv2"), ("forward", "forward")):
         rows = {r["method"]: r for r in results if r["kind"] == kind and r["layer"] == layer}
         assert set(rows) == {"im2col", *frameworks}
         assert all(r["rel_error"] <= bench.TOL and r["median_ms"] > 0 for r in rows.values()), rows
+    for kind in ("dx", "dW"):  # the backward rows are TensorFlow's only
+        rows = {r["method"]: r for r in results if r["kind"] == kind}
+        assert set(rows) == {"im2col", "tensorflow"} and all(r["rel_error"] <= bench.TOL for r in rows.values())
+    rows = {r["method"]: r for r in results if r["kind"] == "gradients"}
+    assert set(rows) == {"im2col", "tensorflow"} and rows["tensorflow"]["vs_tensorflow"] == 1
+    assert all(r["rel_error"] <= bench.GRADIENT_TOL for r in rows.values()), rows
 
 
 def test_timing_runs_check_then_warm_up_then_repeats():
@@ -253,5 +307,5 @@ def test_memory_section_times_the_fused_bias_relu(main, monkeypatch, tmp_path):
     out = tmp_path / "bench.json"
     assert main([*FAST, "--no-frameworks", "--methods", "im2col", "--layers", "block2_conv1", "--json", str(out)]) == 0
     assert calls == [((16 * 16, 128), True)] * 3  # block2_conv1 at 32: 16x16 -> 128; checked, warm-up, 1 timed
-    rows = [r for r in json.loads(out.read_text())["results"] if r["layer"] == "block2_conv1" and r["kind"] != "conv"]
+    rows = [r for r in json.loads(out.read_text())["results"] if r["layer"] == "block2_conv1" and r["kind"] not in ("conv", "dx", "dW")]
     assert [(r["kind"], r["shape"], r["rel_error"]) for r in rows] == [("bias_relu", [256, 128], 0.0)]
