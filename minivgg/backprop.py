@@ -27,7 +27,8 @@ mask is [output > 0], a pool's winners are found again from its input, which is 
 layer below). At 224x224 that is 15.0 M floats per image, 60 MB, for the 18 conv and pool layers
 (the top adds 33 K floats), and outputs are dropped as the backward pass passes them. The
 backward kernels of the Winograd layers (``winograd_kernel(transpose_kernel(w))``, 224 MB for
-VGG16) are transformed on the first call and kept with the model.
+VGG16) are transformed on the first call and kept with the model, like the forward ones, unless the
+model was made with ``keep_transformed=False`` (then each is made when its layer runs, and dropped).
 """
 import numpy as np
 
@@ -169,12 +170,13 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
                     dw, db = conv2d_backward_weights(a_in, g, 3, 3, stride=1, pad=1)
                 wgrads[row.name] = (dw.astype(np.float32), db.astype(np.float32))
             method = _dx_method(model, row, kernel)
-            U_t = None
-            if method == "winograd":
-                if row.name not in model._winograd_dx:  # transformed on the first call, then kept
-                    model._winograd_dx[row.name] = winograd_kernel(transpose_kernel(kernel))  # (36, K, C)
-                U_t = model._winograd_dx[row.name]
+            U_t = model._winograd_dx.get(row.name)
+            if method == "winograd" and U_t is None:
+                U_t = winograd_kernel(transpose_kernel(kernel))  # (36, K, C)
+                if model.keep_transformed:  # kept for the next call, as the forward kernels are
+                    model._winograd_dx[row.name] = U_t
             g = conv2d_backward_input(g, kernel, pad=1, method=method, U_t=U_t)  # (N, H, W, C)
+            del U_t
         elif row.kind == "pool":
             g = max_pool2d_backward(a_in, g, size=2, stride=2)
         elif row.kind == "flatten":

@@ -181,12 +181,13 @@ class VGG16:
         self.weights_path = weights
         self.layers = LAYERS if self.include_top else NOTOP
         self.method = method
+        self.keep_transformed = keep_transformed
         self.plan = plan(method, self.layers)
         # Winograd layers: the kernel transform U = G g G^T, done once here rather than on every call,
         # unless told not to keep them (then ``forward`` transforms each kernel as its layer runs).
         winograd = [name for name, m in self.plan.items() if m == "winograd"] if keep_transformed else []
         self._winograd = {name: winograd_kernel(self.params[name][0]) for name in winograd}  # (36, C, K) each
-        self._winograd_dx = {}  # the same for the backward pass's flipped kernels, made on first use (backprop.py)
+        self._winograd_dx = {}  # the same for the backward pass's flipped kernels, made on first use if kept (backprop.py)
 
     def _check_input(self, x):
         x = np.asarray(x)
