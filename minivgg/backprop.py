@@ -25,7 +25,7 @@ exactly those of ``model.activations(x)`` on the same x.
 What is kept between the passes: each layer's output up to the highest seed, nothing else (a ReLU
 mask is [output > 0], a pool's winners are found again from its input, which is the output of the
 layer below). At 224x224 that is 15.0 M floats per image, 60 MB, for the 18 conv and pool layers
-(the top adds 33 K floats), and outputs are dropped as the backward pass passes them. The
+(the top adds 34 K floats), and outputs are dropped as the backward pass passes them. The
 backward kernels of the Winograd layers (``winograd_kernel(transpose_kernel(w))``, 224 MB for
 VGG16) are transformed on the first call and kept with the model, like the forward ones, unless the
 model was made with ``keep_transformed=False`` (then each is made when its layer runs, and dropped).

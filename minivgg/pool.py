@@ -46,6 +46,21 @@ def max_pool2d_naive(x, size=2, stride=2):
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def _winner(x, n, h0, w0, c, size):
+    # Which element of the window at (h0, w0) is its first maximum in row-major order: di * size + dj.
+    # The one place the rule is written: the forward and the backward kernel both call it.
+    m = x[n, h0, w0, c]
+    best = 0
+    for di in range(size):
+        for dj in range(size):
+            v = x[n, h0 + di, w0 + dj, c]
+            if v > m:
+                m = v
+                best = di * size + dj
+    return best
+
+
 @numba.njit(**PARALLEL)
 def _max_pool2d(x, size, stride, out):
     # x: (N, H, W, C), out: (N, H', W', C)
@@ -55,13 +70,8 @@ def _max_pool2d(x, size, stride, out):
         i = nh % OH
         for j in range(OW):
             for c in range(C):
-                m = x[n, i * stride, j * stride, c]
-                for di in range(size):
-                    for dj in range(size):
-                        v = x[n, i * stride + di, j * stride + dj, c]
-                        if v > m:
-                            m = v
-                out[n, i, j, c] = m
+                best = _winner(x, n, i * stride, j * stride, c, size)
+                out[n, i, j, c] = x[n, i * stride + best // size, j * stride + best % size, c]
 
 
 def max_pool2d(x, size=2, stride=2):
@@ -109,20 +119,6 @@ def max_pool2d_backward_naive(x, dy, size=2, stride=2):
             di, dj = np.divmod(idx[:, i, j, :], size)  # (N, C) each
             dx[n, i * stride + di, j * stride + dj, c] += dy[:, i, j, :]
     return dx
-
-
-@numba.njit(cache=True, inline="always")
-def _winner(x, n, h0, w0, c, size):
-    # The window's first maximum in row-major order, by the same strict ">" scan as _max_pool2d.
-    m = x[n, h0, w0, c]
-    best = 0
-    for di in range(size):
-        for dj in range(size):
-            v = x[n, h0 + di, w0 + dj, c]
-            if v > m:
-                m = v
-                best = di * size + dj
-    return best
 
 
 @numba.njit(**PARALLEL)
