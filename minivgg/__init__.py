@@ -1,15 +1,17 @@
-"""minivgg: VGG16 from scratch in NumPy and Numba, on the published Keras weights.
+"""minivgg: VGG16 and VGG19 from scratch in NumPy and Numba, on the published Keras weights.
 
-Reading order: im2col -> conv -> relu, pool, dense -> vgg16 (the table) -> weights -> download.
+Reading order: im2col -> conv -> relu, pool, dense -> vgg (the table) -> weights, keras_files -> download.
 
     import minivgg
-    model = minivgg.VGG16(weights="imagenet")                # the published Keras file
+    model = minivgg.VGG16(weights="imagenet")                # the published Keras file (or VGG19, or VGG(FILE))
     x = minivgg.preprocess_input(minivgg.load_image("cat.jpg"))
     print(minivgg.decode_predictions(model(x)))             # top-5 (wnid, name, score)
 """
 from .errors import MinivggError
 from .imagenet import decode_predictions
 from .preprocess import load_image, preprocess_input
-from .vgg16 import LAYERS, VGG16, summary
+from .vgg import VGG, VGG16, VGG19, summary
+from .vgg16 import LAYERS
 
-__all__ = ["VGG16", "LAYERS", "MinivggError", "decode_predictions", "load_image", "preprocess_input", "summary"]
+__all__ = ["VGG", "VGG16", "VGG19", "LAYERS", "MinivggError", "decode_predictions", "load_image", "preprocess_input",
+           "summary"]

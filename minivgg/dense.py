@@ -4,6 +4,7 @@ Legend: N batch, D input features, U output units.
 
     dense:   y = x @ w + b            x (N, D), w (D, U), b (U,) -> (N, U)
     softmax: p[n] = exp(y[n] - max y[n]) / sum(exp(y[n] - max y[n]))   (N, U) -> (N, U)
+    sigmoid: s = 1 / (1 + exp(-y)), element by element                   (N, U) -> (N, U)
 
 Subtracting the row maximum does not change softmax but keeps exp() from overflowing.
 
@@ -14,12 +15,17 @@ Backward, with dy = dL/d(output):
 
 The softmax Jacobian is J = diag(p) - p p^T (U x U per image, 4 MB for 1000 classes); J^T dy = J dy
 expands to the line above, which never builds it.
+
+A dense layer ends with one of ``ACTIVATIONS``: these are the ones minivgg computes exactly (a
+fine-tuned head with any other is refused when its config is read).
 """
 import numba
 import numpy as np
 
 from .jit import PARALLEL
 from .relu import bias_relu
+
+ACTIVATIONS = ("linear", "relu", "softmax", "sigmoid")  # Keras' names; "linear" is the identity
 
 
 def _check(x, w, b):
@@ -141,3 +147,13 @@ def softmax_backward(p, dy):
         raise ValueError(f"softmax_backward needs p and dy of one (N, U) shape, got {p.shape}, {dy.shape}")
     dot = np.einsum("nu,nu->n", p.astype(np.float64), dy)[:, None]  # (N, 1): <dy[n], p[n]>
     return (p * (dy - dot)).astype(np.float32)  # (N, U)
+
+def sigmoid(y):
+    """Logistic sigmoid, element by element: (N, U) float32 -> (N, U) float32, in (0, 1).
+
+    Written as exp(-log(1 + exp(-y))) (``np.logaddexp(0, -y)`` = log(1 + exp(-y)) without overflow),
+    so a large negative y gives a tiny number instead of an overflow warning; the plain form is
+    1 / (1 + np.exp(-y)). One NumPy expression: no Numba kernel, so no naive twin to hold it to.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    return np.exp(-np.logaddexp(np.float32(0), -y)).astype(np.float32)

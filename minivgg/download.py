@@ -1,10 +1,12 @@
-"""Find the published Keras VGG16 weight files, or download them once.
+"""Find the published Keras VGG16 and VGG19 weight files, or download them once.
 
-These are the files ``keras.applications.VGG16(weights="imagenet")`` loads, from the URLs and with
-the md5 sums in Keras' own source (``keras/src/applications/vgg16.py``):
+These are the files ``keras.applications.VGG16(weights="imagenet")`` (and ``VGG19``) load, from the
+URLs and with the md5 sums in Keras' own source (``keras/src/applications/vgg16.py``, ``vgg19.py``):
 
-    include_top=True   vgg16_weights_tf_dim_ordering_tf_kernels.h5         553,467,096 bytes
-    include_top=False  vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5    58,889,256 bytes
+    vgg16, include_top=True   vgg16_weights_tf_dim_ordering_tf_kernels.h5         553,467,096 bytes
+    vgg16, include_top=False  vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5    58,889,256 bytes
+    vgg19, include_top=True   vgg19_weights_tf_dim_ordering_tf_kernels.h5         574,710,816 bytes
+    vgg19, include_top=False  vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5    80,134,624 bytes
 
 ``find_weights`` looks, in this order, in
   1. the minivgg weights folder: ``$MINIVGG_HOME`` if set, else ``weights/`` beside the package in a
@@ -38,12 +40,20 @@ class WeightFile(NamedTuple):
     size: int  # bytes, for reference (a download checks the server's Content-Length, then the md5)
 
 
-BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-FILES = {  # include_top -> the published file
-    True: WeightFile("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-                     "64373286793e3c8b2b4e3219cbf3544b", 553_467_096),
-    False: WeightFile("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                      "6d6bbae143d832006294945121d1f1fc", 58_889_256),
+BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/{arch}/"  # {arch}: vgg16 or vgg19
+FILES = {  # arch -> include_top -> the published file
+    "vgg16": {
+        True: WeightFile("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+                         "64373286793e3c8b2b4e3219cbf3544b", 553_467_096),
+        False: WeightFile("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                          "6d6bbae143d832006294945121d1f1fc", 58_889_256),
+    },
+    "vgg19": {
+        True: WeightFile("vgg19_weights_tf_dim_ordering_tf_kernels.h5",
+                         "cbe5617147190e668d6c5d5026f83318", 574_710_816),
+        False: WeightFile("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                          "253f8cb515780f3b799900260a226db6", 80_134_624),
+    },
 }
 TIMEOUT = 10  # seconds to wait for a connection, and for each read once connected
 CHUNK = 1 << 20  # bytes read, hashed and written at a time
@@ -66,24 +76,36 @@ def keras_folder():
     return Path(home).expanduser() / "models"
 
 
-def find_weights(include_top=None, weights_dir=None, quiet=False):
-    """The path of a published VGG16 weight file, found locally or downloaded.
+def find_weights(include_top=None, weights_dir=None, quiet=False, arch="vgg16"):
+    """The path of a published weight file of ``arch`` ("vgg16" or "vgg19"), found locally or downloaded.
 
     - ``include_top``: True for the full file, False for the notop file, None for whichever is
       already here (the full one first), else the full one (Keras' default).
     - ``weights_dir``: use this folder instead of ``weights_folder()`` (the Keras cache is still read).
     Raises MinivggError if the file is not here and cannot be downloaded.
     """
+    if arch not in FILES:
+        raise MinivggError(f"no published weights for {arch!r}; choose one of {', '.join(FILES)}")
+    found = local_weights(include_top, weights_dir, arch)
+    if found is not None:
+        return found
+    wanted = FILES[arch][True if include_top is None else bool(include_top)]
     folders = [Path(weights_dir) if weights_dir is not None else weights_folder(), keras_folder()]
-    for top in ((True, False) if include_top is None else (bool(include_top),)):
-        for folder in folders:
-            if (folder / FILES[top].name).is_file():
-                return folder / FILES[top].name
-    wanted = FILES[True if include_top is None else bool(include_top)]
-    base = os.environ.get("MINIVGG_WEIGHTS_URL") or BASE_URL
+    base = os.environ.get("MINIVGG_WEIGHTS_URL") or BASE_URL.format(arch=arch)
     dest = folders[0] / wanted.name
     download(base.rstrip("/") + "/" + wanted.name, dest, wanted.md5, quiet=quiet)
     return dest
+
+
+def local_weights(include_top=None, weights_dir=None, arch="vgg16"):
+    """A published file of ``arch`` already on this machine, or None. ``include_top`` None: either one,
+    the full file first; else only that one. Looks where ``find_weights`` does, in its order."""
+    folders = [Path(weights_dir) if weights_dir is not None else weights_folder(), keras_folder()]
+    for top in ((True, False) if include_top is None else (bool(include_top),)):
+        for folder in folders:
+            if (folder / FILES[arch][top].name).is_file():
+                return folder / FILES[arch][top].name
+    return None
 
 
 def download(url, dest, md5, quiet=False, timeout=TIMEOUT):

@@ -13,6 +13,13 @@ of four ReLU zeros), go to ONE element: the first maximum in row-major order (di
 strict ``>`` scan. That is TensorFlow's rule (measured: a window of equal values sends its whole
 gradient to the top-left element), and it is the order in which the forward kernel scans, so the
 forward and backward passes agree on which element "won". ``max_pool2d_argmax`` names that element.
+
+Fine-tuned heads often replace ``flatten`` by a global pool, one number per channel:
+
+    global_avg_pool: out[n, c] = mean over (i, j) of x[n, i, j, c]     (N, H, W, C) -> (N, C)
+    global_max_pool: out[n, c] = max over (i, j) of x[n, i, j, c]      (N, H, W, C) -> (N, C)
+
+Each is one NumPy reduction, plain enough to need no Numba kernel and no twin.
 """
 import numba
 import numpy as np
@@ -147,3 +154,16 @@ def max_pool2d_backward(x, dy, size=2, stride=2):
     dx = np.zeros_like(x)
     _max_pool2d_backward(x, dy, size, stride, dx)
     return dx
+
+def global_avg_pool(x):
+    """Keras' GlobalAveragePooling2D. x: (N, H, W, C) -> (N, C) float32, the mean of each channel."""
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, H, W, C), got shape {x.shape}")
+    return x.mean(axis=(1, 2), dtype=np.float32)  # (N, H, W, C) -> (N, C)
+
+
+def global_max_pool(x):
+    """Keras' GlobalMaxPooling2D. x: (N, H, W, C) -> (N, C) float32, the largest value of each channel."""
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, H, W, C), got shape {x.shape}")
+    return x.max(axis=(1, 2)).astype(np.float32, copy=False)  # (N, H, W, C) -> (N, C)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from .vgg16 import LAYERS
+from .vgg import TITLES, layers
 from .visualize import CMAPS
 
 
@@ -33,14 +33,14 @@ WHAT = {  # what a learner is looking at, per block (its conv layers) and for th
 }
 
 
-def receptive_fields():
+def receptive_fields(arch="vgg16"):
     """layer name -> how many input pixels (a side) one activation of that layer depends on.
 
     A 3x3 conv widens the field by 2 steps of the current stride, a 2x2 pool by 1 and doubles the
-    stride (e.g. block1_conv1 3, block1_pool 6, block5_pool 212).
+    stride (e.g. block1_conv1 3, block1_pool 6, block5_pool 212 in VGG16, 268 in VGG19).
     """
     field, stride, out = 1, 1, {}
-    for row in LAYERS:
+    for row in layers(arch, include_top=False):
         if row.kind == "conv":
             field += 2 * stride
         elif row.kind == "pool":
@@ -51,10 +51,10 @@ def receptive_fields():
     return out
 
 
-def caption(name):
+def caption(name, arch="vgg16"):
     block, kind = name.split("_")  # Keras' names: "block3_conv2" -> "block3", "conv2"
     what = WHAT["pool"] if kind == "pool" else WHAT[block]
-    rf = receptive_fields()[name]
+    rf = receptive_fields(arch)[name]
     return f"{what[0].upper()}{what[1:]}. Each pixel here sees a {rf}x{rf} patch of the input."
 
 
@@ -72,7 +72,7 @@ def scale_bar(cmap, lo, hi):
     )
 
 
-def _cell(layer, norm, cmap):
+def _cell(layer, norm, cmap, arch):
     e = html.escape
     H, W, C = layer.shape
     s = layer.stats
@@ -93,7 +93,7 @@ def _cell(layer, norm, cmap):
         + f'{scale}<table class="stats"><tr><th>zeros</th><td>{100 * s["zeros"]:.1f}%</td>'
         f'<th>mean</th><td>{s["mean"]:.3g}</td></tr><tr><th>max</th><td>{s["max"]:.3g}</td>'
         f'<th>dead</th><td>{s["dead"]}/{s["channels"]}</td></tr></table>'
-        f'<p class="caption">{e(caption(layer.name))}</p></td>'
+        f'<p class="caption">{e(caption(layer.name, arch))}</p></td>'
     )
 
 
@@ -141,12 +141,13 @@ table.net > tbody > tr > td.empty { border: none; background: none; }
 """
 
 
-def page(image_name, original, layers, predictions, cmap, norm, settings):
+def page(image_name, original, layers, predictions, cmap, norm, settings, arch="vgg16"):
     """The whole page as a string.
 
     - original: file name of the input image as the network sees it
     - layers: [LayerResult] in table order; predictions: [(wnid, name, score)] or None
     - settings: label -> value pairs shown at the top (weights, input size, timing, ...)
+    - arch: "vgg16" or "vgg19", for the title and the receptive fields in the captions
     """
     e = html.escape
     blocks = {}
@@ -155,7 +156,7 @@ def page(image_name, original, layers, predictions, cmap, norm, settings):
     width = max(len(v) for v in blocks.values())
     rows = "".join(
         f"<tr><th>{e(block)} &middot; {ls[0].shape[0]}x{ls[0].shape[1]}</th>"
-        + "".join(_cell(layer, norm, cmap) for layer in ls)
+        + "".join(_cell(layer, norm, cmap, arch) for layer in ls)
         + '<td class="empty"></td>' * (width - len(ls))
         + "</tr>"
         for block, ls in blocks.items()
@@ -167,13 +168,14 @@ def page(image_name, original, layers, predictions, cmap, norm, settings):
     settings = dict(settings, **{"colour scale": how})
     dl = "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in settings.items())
     legend = scale_bar(cmap, "low", "high")
+    title = TITLES[arch]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>VGG16 feature maps of {e(image_name)}</title>
+<title>{title} feature maps of {e(image_name)}</title>
 <style>{STYLE}</style></head>
 <body>
-<h1>What VGG16 sees in {e(image_name)}</h1>
-<p class="intro">Every conv and pool layer of VGG16, run once on this image. In each grid, one tile is
+<h1>What {title} sees in {e(image_name)}</h1>
+<p class="intro">Every conv and pool layer of {title}, run once on this image. In each grid, one tile is
 one channel: the map of where that channel's filter responded (bright = strong). Click a grid for
 full size. Read the table top to bottom: the maps shrink and the features grow more abstract.
 Numbers per layer: <b>zeros</b>, the share of values the ReLU set to 0; <b>mean</b> and <b>max</b> of

@@ -103,13 +103,9 @@ def conv_weights():
 
     Either file has the conv layers; the notop file is the one to fetch (59 MB, the full one 553 MB).
     """
-    from .download import FILES, find_weights, keras_folder, weights_folder
+    from .download import find_weights, local_weights
 
-    for include_top in (False, True):
-        for folder in (weights_folder(), keras_folder()):  # where find_weights looks, in its order
-            if (folder / FILES[include_top].name).is_file():
-                return folder / FILES[include_top].name
-    return find_weights(False)
+    return local_weights(False) or local_weights(True) or find_weights(False)
 
 
 def load_model(weights, size, quiet):

@@ -17,8 +17,8 @@ from minivgg.errors import MinivggError
 
 BODY = bytes(range(256)) * 3001  # 768,256 bytes: not a multiple of the read size
 BODY_MD5 = hashlib.md5(BODY).hexdigest()
-NOTOP = dl.FILES[False].name
-FULL = dl.FILES[True].name
+NOTOP = dl.FILES["vgg16"][False].name
+FULL = dl.FILES["vgg16"][True].name
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -209,7 +209,7 @@ def test_finds_file_in_keras_cache(tmp_path, monkeypatch):
 
 def test_find_downloads_once_into_weights_dir(server, url, tmp_path, monkeypatch):
     monkeypatch.setenv("MINIVGG_WEIGHTS_URL", url + "/")
-    monkeypatch.setitem(dl.FILES, False, dl.FILES[False]._replace(md5=BODY_MD5))
+    monkeypatch.setitem(dl.FILES["vgg16"], False, dl.FILES["vgg16"][False]._replace(md5=BODY_MD5))
     path = dl.find_weights(False, weights_dir=tmp_path, quiet=True)
     assert path == tmp_path / NOTOP and path.read_bytes() == BODY
     assert dl.find_weights(False, weights_dir=tmp_path, quiet=True) == path
@@ -219,7 +219,7 @@ def test_find_downloads_once_into_weights_dir(server, url, tmp_path, monkeypatch
 def test_find_uses_minivgg_home(server, url, tmp_path, monkeypatch):
     monkeypatch.setenv("MINIVGG_WEIGHTS_URL", url)
     monkeypatch.setenv("MINIVGG_HOME", str(tmp_path / "mh"))
-    monkeypatch.setitem(dl.FILES, True, dl.FILES[True]._replace(md5=BODY_MD5))
+    monkeypatch.setitem(dl.FILES["vgg16"], True, dl.FILES["vgg16"][True]._replace(md5=BODY_MD5))
     assert dl.find_weights(quiet=True) == tmp_path / "mh" / FULL  # None downloads the full file
     assert server.hits == [f"/{FULL}"]
 

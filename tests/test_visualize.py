@@ -346,10 +346,10 @@ def test_other_size_without_weights_uses_a_local_file_else_fetches_notop(photo, 
     assert asked == [False]  # the 59 MB notop file, not find_weights(None) -> the 553 MB full one
     assert not (tmp_path / "o").exists()
 
-    full = keras / "models" / download.FILES[True].name  # a full file in Keras' cache: its conv layers do
+    full = keras / "models" / download.FILES["vgg16"][True].name  # a full file in Keras' cache: its conv layers do
     full.write_bytes(b"")
     assert visualize_cli.conv_weights() == full
-    notop = home / download.FILES[False].name  # with both here, the smaller one
+    notop = home / download.FILES["vgg16"][False].name  # with both here, the smaller one
     notop.write_bytes(b"")
     assert visualize_cli.conv_weights() == notop
     assert asked == [False]  # nothing more was fetched

@@ -15,7 +15,7 @@ import pytest
 import conftest
 from conftest import rand
 
-import minivgg.vgg16 as vgg16_module
+import minivgg.vgg as vgg_module
 import minivgg.winograd as wg
 from minivgg.conv import conv2d, conv2d_im2col, conv2d_naive
 from minivgg.vgg16 import VGG16
@@ -181,7 +181,7 @@ def test_auto_plan_and_kernels_transformed_once(monkeypatch):
     def fail(w):
         raise AssertionError("winograd_kernel called during forward: it belongs in __init__")
 
-    monkeypatch.setattr(vgg16_module, "winograd_kernel", fail)
+    monkeypatch.setattr(vgg_module, "winograd_kernel", fail)
     monkeypatch.setattr(wg, "winograd_kernel", fail)
     out = model(np.random.default_rng(0).uniform(-120, 150, (1, 40, 48, 3)).astype(np.float32))
     assert out.shape == (1, 1, 1, 512)
