@@ -13,6 +13,14 @@ C <-> K swapped kernel: ``conv.transpose_kernel``). Every layer's rule sits besi
 ``relu.relu_backward``, ``pool.max_pool2d_backward``, ``conv.conv2d_backward_input`` and
 ``conv.conv2d_backward_weights``, ``dense.dense_backward``, ``dense.softmax_backward``.
 
+The rows of a fine-tuned head (``vgg.py``) have one-line rules, written out in the loop:
+
+    global_avg_pool:  dx[n, i, j, c] = dy[n, c] / (H * W)                 every position had weight 1/(H*W)
+    global_max_pool:  dx[n, i, j, c] = dy[n, c] * [x = max] / #maxima     TensorFlow's reduce_max rule: ties share
+    dropout:          dx = dy                                             identity at inference
+    dense, sigmoid:   dz = dy * s * (1 - s)                                s = sigmoid(z), the layer's output
+    dense, linear:    dz = dy
+
 Seeds. The loss is L = sum over the seeded layers of sum(dy * output): a seed ``{"predictions": dy}``
 with dy one-hot at class k makes L the score of class k, and dL/dx its gradient w.r.t. the image.
 ``class_score`` and ``channel_mean`` build the two common seeds.
@@ -41,18 +49,22 @@ from .winograd import winograd_kernel
 
 
 def class_score(model, x, classes):
-    """The seed whose L is the score of ``classes`` (an int, or one per image) at ``predictions``.
+    """The seed whose L is the score of ``classes`` (an int, or one per image) at the last layer:
+    ``predictions``, or a fine-tuned head's last dense layer.
 
-    Returns {"predictions": dy}, dy (N, U) one-hot. With ``logits=True`` L is the pre-softmax score.
+    Returns {last layer: dy}, dy (N, U) one-hot. With ``logits=True`` L is the pre-softmax score.
     """
     n = _batch(x)
-    units = _output_shapes(model, x)["predictions"][1]
+    last = model.layers[-1]
+    if last.kind != "dense":
+        raise MinivggError(f"this model has no top: its last layer is {last.name}, not a layer of class scores")
+    units = _output_shapes(model, x)[last.name][1]
     classes = np.broadcast_to(np.asarray(classes), (n,))
     if not np.issubdtype(classes.dtype, np.integer) or classes.min() < 0 or classes.max() >= units:
         raise MinivggError(f"class must be an integer from 0 to {units - 1}, got {classes.tolist()}")
     dy = np.zeros((n, units), dtype=np.float32)
     dy[np.arange(n), classes] = 1.0
-    return {"predictions": dy}
+    return {last.name: dy}
 
 
 def channel_mean(model, x, layer, channels):
@@ -78,7 +90,7 @@ def _batch(x):
 
 def _output_shapes(model, x):
     """Layer name -> output shape (N, ...) for this input, from the table (nothing computed)."""
-    from .vgg16 import shapes
+    from .vgg import shapes
 
     h, w = np.shape(x)[-3:-1]
     return {row.name: shape for row, shape, _ in shapes(model.layers, h, w, _batch(x))}
@@ -110,7 +122,8 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
     - seeds: {layer name: dy}, dy shaped like that layer's output (N, ...), or a function of that
       output returning dy; several seeds add up. The forward pass runs up to the highest seed.
     - relu: "plain" (the true gradient), "guided" or "deconvnet" (``relu.RELU_RULES``), for every ReLU
-    - logits: take ``predictions`` before its softmax (its output and seed are then the class scores)
+    - logits: take the last layer (``predictions``) before its softmax or sigmoid (its output and
+      seed are then the class scores)
     - weights: also return "<layer>/kernel" and "<layer>/bias" (shaped as ``model.params``)
     - layers: keep only these layers' gradients (default: every layer at or below the highest seed)
     - outputs: also return the forward outputs of the seeded layers
@@ -181,10 +194,23 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
             g = max_pool2d_backward(a_in, g, size=2, stride=2)
         elif row.kind == "flatten":
             g = g.reshape(a_in.shape)  # (N, D) -> (N, H, W, C): flatten's inverse
+        elif row.kind == "global_avg_pool":
+            N, H, W, C = a_in.shape
+            g = np.ascontiguousarray(np.broadcast_to(g[:, None, None, :] / np.float32(H * W), a_in.shape))  # (N, C) -> (N, H, W, C)
+        elif row.kind == "global_max_pool":
+            winners = a_in == out[:, None, None, :]  # (N, H, W, C): where each channel reached its max
+            share = g / winners.sum(axis=(1, 2))  # (N, C): dy split evenly over tied maxima, as TensorFlow does
+            g = (winners * share[:, None, None, :]).astype(np.float32)  # (N, H, W, C)
+        elif row.kind == "dropout":
+            pass  # identity at inference: dL/d(input) = dL/d(output)
         else:  # dense
             kernel, _ = model.params[row.name]
-            if row.activation == "softmax" and not logits:
+            if logits and i == len(names) - 1:
+                pass  # the last layer's scores were taken before its softmax or sigmoid
+            elif row.activation == "softmax":
                 g = softmax_backward(out, g)
+            elif row.activation == "sigmoid":
+                g = g * out * (1 - out)  # s' = s (1 - s), s the layer's output
             elif row.activation == "relu":
                 g = relu_backward(out, g, relu)
             g, dw, db = dense_backward(a_in, kernel, g, need_weights=weights)
