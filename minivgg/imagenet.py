@@ -1,4 +1,5 @@
-"""The 1000 ImageNet classes that VGG16's `predictions` layer scores, and `decode_predictions`.
+"""Class names: the 1000 ImageNet classes that VGG16's `predictions` layer scores
+(`decode_predictions`), or a fine-tuned head's own, one per line of a labels file (`top_classes`).
 
 Shapes: N batch, 1000 classes.
 
@@ -62,3 +63,50 @@ def decode_predictions(preds, top=5):
         result.sort(key=lambda r: r[2], reverse=True)
         results.append(result)
     return results
+
+
+MAX_LABELS_BYTES = 16 << 20  # a labels file is names, one a line; refuse to read a file claiming more
+
+
+def read_labels(path):
+    """The class names in a text file, one per line (UTF-8; blank lines at the end ignored).
+
+    Raises MinivggError if it cannot be read, is not text or holds no name.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_LABELS_BYTES + 1)
+    except OSError as e:
+        raise MinivggError(f"labels file {path} cannot be read ({e.strerror or e})") from None
+    if len(data) > MAX_LABELS_BYTES:
+        raise MinivggError(f"labels file {path} is larger than {MAX_LABELS_BYTES >> 20} MB: not a list of class names")
+    try:
+        names = [line.strip() for line in data.decode("utf-8-sig").splitlines()]
+    except UnicodeDecodeError:
+        raise MinivggError(f"labels file {path} is not UTF-8 text: one class name per line") from None
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise MinivggError(f"labels file {path} holds no class names: one per line")
+    return names
+
+
+def top_classes(scores, top=5, labels=None):
+    """The ``top`` best classes of each image, for any head: [[(id, name, score), ...]] per image.
+
+    - scores: (N, U), the last layer's output
+    - labels: U class names (``read_labels``); without them a 1000-class head is named by ImageNet's
+      index (``decode_predictions``: id = WordNet id), any other by number ("class 3", id = "3")
+    """
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise MinivggError(f"class scores are (N, U), got shape {scores.shape}")
+    units = scores.shape[1]
+    if labels is not None and len(labels) != units:
+        raise MinivggError(f"the labels file has {len(labels)} names but the network scores {units} classes")
+    top = min(top, units)
+    if labels is None and units == NUM_CLASSES:
+        return decode_predictions(scores, top=top)
+    names = labels if labels is not None else [f"class {i}" for i in range(units)]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :top]  # (N, top): best first, ties by index
+    return [[(str(i), names[i], row[i]) for i in idx] for row, idx in zip(scores, order)]

@@ -105,7 +105,7 @@ def _predictions(predictions):
         f'<td><span class="pbar" style="width: {max(1, round(100 * float(p)))}px"></span></td></tr>'
         for _, name, p in predictions
     )
-    return f'<table class="preds"><caption>top-5 predictions</caption>{rows}</table>'
+    return f'<table class="preds"><caption>top-{len(predictions)} predictions</caption>{rows}</table>'
 
 
 STYLE = """

@@ -1,16 +1,21 @@
-"""``minivgg-visualize IMAGE``: the feature maps of every conv and pool layer of VGG16 on one image.
+"""``minivgg-visualize IMAGE``: the feature maps of every conv and pool layer of VGG16 (or VGG19) on one image.
 
     minivgg-visualize photo.jpg                      # -> activations/photo/index.html
     minivgg-visualize photo.jpg --layers 'block5_*' --norm layer --cmap gray --out maps/
 
 Writes to ``--out`` (default ``activations/<image name>/``): ``original.jpg`` (the image as the
 network sees it), one grid per 64 channels of each layer, named as the seed named them
-(``{i}.{layer}_{start}-{end}.jpg``, i = 0 for block1_conv1 ... 17 for block5_pool), and last
-``index.html``, the page that shows them all. The network runs once; each layer's grids are written
+(``{i}.{layer}_{start}-{end}.jpg``, i = 0 for block1_conv1 ... 17 for block5_pool, 20 in VGG19),
+and last ``index.html``, the page that shows them all. The network runs once; each layer's grids are written
 as soon as it is computed, then the activation is dropped.
 
+The network: ``--weights FILE`` says which (VGG16 or VGG19, any Keras format, a fine-tuned head
+included); without it, the published VGG16 (``--arch vgg19``: VGG19). The page names the classes of
+a 1000-class head as ImageNet's, any other head's from ``--labels FILE`` (one name per line), else as
+"class 3".
+
 Sizes: with a top (fc1, fc2, predictions) the network needs 224x224 and the page shows the top-5
-predictions. ``--size`` other than 224 uses only the conv layers of the weight file (any size from
+predictions; a fine-tuned head that flattens needs its own saved size, one with a global pool any. ``--size`` other than 224 uses only the conv layers of the weight file (any size from
 MIN_SIZE = 32 to MAX_SIZE = 2048 works without the top) and says so: no predictions then. Without
 ``--weights`` it then uses a published file already here (either one), else downloads the notop file
 (59 MB, not the 553 MB full one).
@@ -34,12 +39,20 @@ from PIL import Image
 
 from . import report
 from .errors import MinivggError
-from .imagenet import decode_predictions
+from .imagenet import read_labels, top_classes
 from .preprocess import load_image, preprocess_input
-from .vgg16 import LAYERS, MIN_SIZE, TOP_SIZE, VGG16
+from .vgg import ARCHS, MIN_SIZE, TOP_SIZE, VGG, VGG16, VGG19, conv_base
 from .visualize import CMAPS, NORMS, channel_ranges, grid, grid_name, layer_stats, save_image
 
-MAPS = [(i, row.name) for i, row in enumerate(r for r in LAYERS if r.kind in ("conv", "pool"))]  # (i, name)
+MODELS = {None: VGG, "vgg16": VGG16, "vgg19": VGG19}  # --arch -> the class (None: as the file says)
+
+
+def maps(arch="vgg16"):
+    """The conv and pool layers of ``arch`` with their index in the file names: [(i, name)]."""
+    return [(i, row.name) for i, row in enumerate(conv_base(arch))]
+
+
+MAPS = maps("vgg16")  # (i, name)
 OURS = re.compile(r"(\d+\.block\d_(conv\d|pool)_\d+-\d+|original)\.(jpg|png)|index\.html")  # files we own
 # The largest --size. Memory grows with S*S: block1's activations are S*S*64 float32, 1 GB at 2048;
 # a conv-only pass at 2048 peaked at 2.6 GB (measured), while --size 40000 would need 19 GB for the
@@ -54,7 +67,11 @@ def parse_args(argv):
         epilog="The last line printed is the page's path. Errors: 'error: <why>' on stderr, exit status 1.",
     )
     p.add_argument("image", help="an image file (JPEG, PNG, ...)")
-    p.add_argument("--weights", help="a Keras VGG16 weight file (default: the published one, found or downloaded)")
+    p.add_argument("--weights", help="a Keras VGG16 or VGG19 file: weights, a saved model (.h5, .weights.h5, .keras) "
+                                     "(default: the published one, found or downloaded)")
+    p.add_argument("--arch", choices=tuple(ARCHS),
+                   help="vgg16 or vgg19 (default: what --weights holds; without --weights vgg16)")
+    p.add_argument("--labels", metavar="FILE", help="class names of a fine-tuned head, one per line")
     p.add_argument("--out", help="output folder (default: activations/<image name>/)")
     p.add_argument("--layers", nargs="+", metavar="NAME", help="layer names or shell patterns, e.g. 'block5_*'")
     p.add_argument("--size", type=int, default=TOP_SIZE,
@@ -67,14 +84,15 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def select_layers(patterns):
-    """The (i, name) of the conv and pool layers that match any of the patterns (all by default)."""
+def select_layers(patterns, arch="vgg16"):
+    """The (i, name) of the conv and pool layers of ``arch`` that match any of the patterns (all by default)."""
+    all_maps = maps(arch)
     if not patterns:
-        return MAPS
+        return all_maps
     for pat in patterns:
-        if not any(fnmatch.fnmatchcase(name, pat) for _, name in MAPS):
+        if not any(fnmatch.fnmatchcase(name, pat) for _, name in all_maps):
             raise MinivggError(f"--layers {pat!r} matches no conv or pool layer (block1_conv1 ... block5_pool)")
-    return [(i, name) for i, name in MAPS if any(fnmatch.fnmatchcase(name, pat) for pat in patterns)]
+    return [(i, name) for i, name in all_maps if any(fnmatch.fnmatchcase(name, pat) for pat in patterns)]
 
 
 def load_input(path, size):
@@ -98,24 +116,29 @@ def prepare_out(out):
         raise MinivggError(f"cannot write to {out}: {e.strerror or e}") from None
 
 
-def conv_weights():
+def conv_weights(arch="vgg16"):
     """A published weight file for the conv layers alone: one already here, else the notop one downloaded.
 
     Either file has the conv layers; the notop file is the one to fetch (59 MB, the full one 553 MB).
     """
     from .download import find_weights, local_weights
 
-    return local_weights(False) or local_weights(True) or find_weights(False)
+    return local_weights(False, arch=arch) or local_weights(True, arch=arch) or find_weights(False, arch=arch)
 
 
-def load_model(weights, size, quiet):
-    if size == TOP_SIZE:
-        return VGG16(weights=weights or "imagenet", keep_transformed=False)
-    if weights is None:
-        weights = conv_weights()
-    if not quiet:
-        print(f"note: --size {size} is not {TOP_SIZE}: using the conv layers only, no predictions", file=sys.stderr)
-    return VGG16(weights=weights, include_top=False, keep_transformed=False)
+def load_model(weights, size, quiet, arch=None):
+    """The network for ``--size``: with its top or head if that takes size x size images, else without."""
+    cls = MODELS[arch]
+    if weights is None and size != TOP_SIZE:
+        weights = conv_weights(arch or "vgg16")
+    model = cls(weights=weights or "imagenet", keep_transformed=False)
+    if model.input_size is not None and model.input_size != (size, size):
+        h, w = model.input_size
+        if not quiet:
+            print(f"note: --size {size}: the top of these weights takes {h}x{w} images; "
+                  "using the conv layers only, no predictions", file=sys.stderr)
+        model = cls(weights=model.weights_path, include_top=False, keep_transformed=False)
+    return model
 
 
 class Progress:
@@ -140,9 +163,14 @@ def run(args):
     """Do the job; returns the page's path. Raises MinivggError or OSError."""
     say = (lambda msg: None) if args.quiet else print
     t0 = time.perf_counter()
-    wanted = select_layers(args.layers)
+    select_layers(args.layers, args.arch or "vgg19")  # a bad pattern is refused before anything is loaded
+    labels = read_labels(args.labels) if args.labels else None
     x = load_input(args.image, args.size)  # (S, S, 3) RGB 0..255
-    model = load_model(args.weights, args.size, args.quiet)
+    model = load_model(args.weights, args.size, args.quiet, args.arch)
+    wanted = select_layers(args.layers, model.arch)
+    if labels is not None and model.include_top and len(labels) != model.layers[-1].out:
+        raise MinivggError(f"--labels {args.labels} has {len(labels)} names, the network scores "
+                           f"{model.layers[-1].out} classes")
     out = Path(args.out) if args.out else Path("activations") / Path(args.image).stem
     prepare_out(out)  # only now: a bad image or weight file above leaves an earlier run's files as they were
     original = f"original.{args.format}"
@@ -161,8 +189,8 @@ def run(args):
                     grids.append((start, stop, file))
                 layers.append(report.LayerResult(names[name], name, a.shape[1:], grids, layer_stats(a)))
                 progress.step(name)
-            if name == "predictions":
-                predictions = decode_predictions(a, top=5)[0]
+            if model.include_top and name == model.layers[-1].name:  # the class scores
+                predictions = top_classes(a, top=5, labels=labels)[0]
                 progress.step(name)
             if name == last and not model.include_top:
                 break  # nothing further to draw
@@ -176,7 +204,8 @@ def run(args):
         "grids": f"{sum(len(l.grids) for l in layers)} grids of {len(layers)} layers, {args.cmap}, --norm {args.norm}",
         "time": f"{seconds:.1f} s",
     }
-    text = report.page(Path(args.image).name, original, layers, predictions, args.cmap, args.norm, settings)
+    text = report.page(Path(args.image).name, original, layers, predictions, args.cmap, args.norm, settings,
+                       model.arch)
     report.write_page(out / "index.html", text)
     if predictions:
         say("top-5: " + ", ".join(f"{n} {100 * float(p):.1f}%" for _, n, p in predictions))
