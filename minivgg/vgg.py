@@ -30,6 +30,7 @@ Keras config (``keras_files.py``): the row kinds below cover the heads people bu
     dense             Dense + activation        dense.dense (+ softmax, sigmoid)  (D,) -> (U,)
     dropout           Dropout                   nothing: identity at inference    same
 """
+import copy
 from typing import NamedTuple
 
 import numpy as np
@@ -382,6 +383,29 @@ class VGG:
         winograd = [name for name, m in self.plan.items() if m == "winograd"] if keep_transformed else []
         self._winograd = {name: winograd_kernel(self.params[name][0]) for name in winograd}  # (36, C, K) each
         self._winograd_dx = {}  # the same for the backward pass's flipped kernels, made on first use if kept (backprop.py)
+
+    def with_params(self, params):
+        """A copy of this model with some layers' weights replaced: params = {layer name: (kernel, bias)}.
+
+        Shapes must match ``self.params``. The other layers share their arrays (and their Winograd
+        transforms) with this model, so a copy costs only the layers replaced. The sanity checks
+        (``explain/sanity.py``) use it to redraw layers from the top down.
+        """
+        for name, (kernel, bias) in params.items():
+            if name not in self.params:
+                raise MinivggError(f"this model has no weights named {name!r}")
+            want = tuple(a.shape for a in self.params[name])
+            if (np.shape(kernel), np.shape(bias)) != want:
+                raise MinivggError(f"{name} takes weights of shapes {want}, got {(np.shape(kernel), np.shape(bias))}")
+        new = copy.copy(self)
+        new.params = dict(self.params)
+        new._winograd, new._winograd_dx = dict(self._winograd), dict(self._winograd_dx)
+        for name, (kernel, bias) in params.items():
+            new.params[name] = (np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(bias, np.float32))
+            new._winograd_dx.pop(name, None)
+            if name in new._winograd:
+                new._winograd[name] = winograd_kernel(new.params[name][0])  # (36, C, K)
+        return new
 
     def _check_input(self, x):
         x = np.asarray(x)

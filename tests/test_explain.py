@@ -247,7 +247,7 @@ def test_errors_are_one_line(notop, x2, call, message):
 
 
 def test_class_out_of_range_with_top():
-    model = VGG16.__new__(VGG16)
+    model = VGG16.__new__(VGG16)  # only .layers and .include_top are read
     from minivgg.vgg16 import LAYERS
 
     model.layers, model.include_top = LAYERS, True

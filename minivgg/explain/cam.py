@@ -36,7 +36,7 @@ def layer_gradients(model, x, target, layer=DEFAULT_LAYER, batch=BATCH):
     names = [row.name for row in model.layers]
     convs = [row.name for row in model.layers if row.kind == "conv"]
     if layer not in convs:
-        raise MinivggError(f"{layer!r} is not a conv layer of VGG16 (block1_conv1 ... block5_conv3)")
+        raise MinivggError(f"{layer!r} is not a conv layer of this {model.title} ({convs[0]} ... {convs[-1]})")
     if names.index(layer) > names.index(t.layer):
         raise MinivggError(f"{layer} lies above the target's layer {t.layer}: the target does not depend on it")
     A, G = [], []
@@ -51,7 +51,7 @@ def layer_gradients(model, x, target, layer=DEFAULT_LAYER, batch=BATCH):
 
 
 def _shape(model, x, layer):
-    from ..vgg16 import shapes
+    from ..vgg import shapes
 
     return next((len(x),) + s[1:] for row, s, _ in shapes(model.layers, x.shape[1], x.shape[2]) if row.name == layer)
 

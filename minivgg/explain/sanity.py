@@ -74,16 +74,16 @@ def view(maps):
     return np.abs(maps).max(axis=3) if maps.ndim == 4 else maps
 
 
-def cascade(model, target_layer="predictions", by="block"):
+def cascade(model, target_layer=None, by="block"):
     """The steps of the cascade: [(label, [layer names redrawn at this step])], from the top down.
 
-    Only layers with weights at or below ``target_layer`` (those the target depends on).
+    Only layers with weights at or below ``target_layer`` (those the target depends on; default the last).
     by="block": the top's dense layers together ("top"), then block5 ... block1; by="layer": one each.
     """
     if by not in ("block", "layer"):
         raise MinivggError(f"cascade steps are by 'block' or 'layer', got {by!r}")
     names = [row.name for row in model.layers]
-    below = names[: names.index(target_layer) + 1]
+    below = names[: names.index(target_layer or names[-1]) + 1]
     weighted = [name for name in reversed(below) if name in model.params]  # top first
     if by == "layer":
         return [(name, [name]) for name in weighted]

@@ -3,9 +3,9 @@
 Legend: N batch, H, W height and width, C channels.
 
 A target is either
-- a class index k (an int, or one int per image): S = the pre-softmax score of class k at
-  ``predictions``, as Simonyan et al., Grad-CAM and tf-keras-vis use it (the softmax would mix in
-  every other class), or
+- a class index k (an int, or one int per image): S = the pre-softmax score of class k at the
+  model's last layer (``predictions``, or a fine-tuned head's), as Simonyan et al., Grad-CAM and
+  tf-keras-vis use it (the softmax would mix in every other class), or
 - a pair (layer, channel) (channel an int, or one per image): S = the mean of that channel of a conv
   or pool layer's output over its H' x W' positions (``backprop.channel_mean``).
 
@@ -23,16 +23,13 @@ BATCH = 8  # images per backward pass when a method sends many copies (SmoothGra
 
 
 class Target(NamedTuple):
-    layer: str  # "predictions" for a class, else the layer whose channel mean is S
+    layer: str  # the model's last layer for a class, else the layer whose channel mean is S
     ids: np.ndarray  # (N,) class or channel per image
-
-    @property
-    def is_class(self):
-        return self.layer == "predictions"
+    is_class: bool
 
     def take(self, index):
         """The target of the images ``index`` (an index array into the N images)."""
-        return Target(self.layer, self.ids[index])
+        return Target(self.layer, self.ids[index], self.is_class)
 
     def seeds(self, model, x):
         """The seed {layer: dS/d(layer output)} for images x (n, H, W, 3) with this target's ids (n,)."""
@@ -52,12 +49,12 @@ def resolve(model, x, target):
         layer, ids = target
         ids = _ids(ids, n, "channel")
         channel_mean(model, x, layer, ids)  # validates the layer and the channel range
-        return Target(layer, ids)
+        return Target(layer, ids, False)
     if not model.include_top:
         raise MinivggError("a class target needs the network's top (fc1, fc2, predictions): these weights have none")
     ids = _ids(target, n, "class")
-    class_score(model, x, ids)  # validates the range
-    return Target("predictions", ids)
+    (layer,) = class_score(model, x, ids)  # validates the range; {last layer: dy}
+    return Target(layer, ids, True)
 
 
 def _ids(ids, n, what):
