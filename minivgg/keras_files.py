@@ -12,9 +12,10 @@ so the weights are read in place: h5py gets a window onto the archive's bytes, a
 mapped from the archive itself (``weights._read``). Nothing is ever extracted to disk.
 
 ``read_config`` turns the saved config into a flat list of ``KerasLayer``: each layer's name, class,
-settings and Keras 3 weight path, models nested in others inlined, in the order data flows. Only a
-plain chain of layers is accepted (each takes the previous one's output); whatever a config names
-is only ever compared with known strings: no name or text from a file becomes a path or code.
+settings, Keras 3 weight path and inputs, models nested in others inlined, in the config's order;
+``vgg.py`` accepts only a plain chain of layers (each takes the previous one's output). Whatever a
+config names is only ever compared with known strings: no name or text from a file becomes a path
+or code.
 """
 import io
 import json
@@ -35,6 +36,8 @@ class KerasLayer(NamedTuple):
     cls: str  # its Keras class, e.g. "Conv2D", "Dense", "Dropout"
     config: dict  # its settings as saved ("filters", "activation", ...)
     path: str  # where a Keras 3 weight file keeps its variables, e.g. "layers/conv2d_1"
+    inbound: tuple = ()  # the layers feeding it, as its config says (a functional model's; () if not said)
+    after: str = ""  # the layer before it in the config's list: a plain chain has inbound == (after,)
 
 
 class SavedModel(NamedTuple):
@@ -210,13 +213,7 @@ def _flatten(model, prefix, path, out, shape):
     for layer in layers:
         lcls, lcfg = str(layer.get("class_name")), layer.get("config") or {}
         name = str(lcfg.get("name") or layer.get("name"))
-        if cls != "Sequential" and previous is not None:  # functional: each layer must take the previous one's output
-            inbound = _inbound(layer)
-            if inbound and inbound != [previous]:
-                raise MinivggError(
-                    f"{path}: layer {name!r} ({lcls}) takes its input from {', '.join(map(str, inbound))}, not from "
-                    f"{previous!r} alone: minivgg runs a plain chain of layers"
-                )
+        inbound = tuple(map(str, _inbound(layer))) if cls != "Sequential" and previous is not None else ()
         if lcls == "InputLayer":
             given = lcfg.get("batch_shape") or lcfg.get("batch_input_shape")
             if shape is None and isinstance(given, list) and len(given) == 4:
@@ -226,7 +223,7 @@ def _flatten(model, prefix, path, out, shape):
         else:
             if shape is None and isinstance(lcfg.get("batch_input_shape"), list):  # Keras 2 Sequential
                 shape = tuple(lcfg["batch_input_shape"][1:])
-            out.append(KerasLayer(name, lcls, lcfg, paths[id(layer)]))
+            out.append(KerasLayer(name, lcls, lcfg, paths[id(layer)], inbound, previous or ""))
         previous = name
     return shape
 
@@ -234,7 +231,7 @@ def _flatten(model, prefix, path, out, shape):
 def read_config(text, path):
     """The saved config (JSON text) as a ``SavedModel``: its layers in order, and its input shape.
 
-    Raises MinivggError if it is not JSON, not a model, or not a plain chain of layers.
+    Raises MinivggError if it is not JSON or not a model of layers.
     """
     try:
         model = json.loads(text)

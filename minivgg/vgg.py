@@ -267,7 +267,13 @@ def rows_from_config(saved, path):
     The conv base must be VGG16's or VGG19's, layer for layer; the head after it may be any chain of
     flatten or a global pool, dense layers and dropout.
     """
-    rows = [row_from_keras(layer, path) for layer in saved.layers]  # refuses the first unknown layer
+    rows = []
+    for layer in saved.layers:  # refuses the first layer minivgg cannot compute, or that branches
+        rows.append(row_from_keras(layer, path))
+        if layer.inbound and layer.inbound != (layer.after,):
+            raise MinivggError(f"{path}: layer {layer.name!r} ({layer.cls}) takes its input from "
+                               f"{', '.join(layer.inbound)}, not from {layer.after!r} alone: minivgg runs a plain "
+                               "chain of layers")
     for arch in sorted(ARCHS, key=lambda a: -len(conv_base(a))):  # VGG19 first: it starts as VGG16 does
         base = conv_base(arch)
         if tuple(rows[: len(base)]) == base:

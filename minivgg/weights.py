@@ -68,7 +68,7 @@ def _sniff(path):
     if head.startswith(b"\x89hdf"):
         return "is a damaged or truncated HDF5 file (an interrupted download?)"
     if head.startswith(b"pk\x03\x04"):
-        return "is a zip file but not a Keras archive (.keras)"
+        return "is a zip file cut short or damaged (its directory at the end is missing): a truncated .keras archive?"
     return "is not an HDF5 weight file"
 
 

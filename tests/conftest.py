@@ -48,9 +48,13 @@ def photo():
 
 
 def seeded_weights(model, seed):
-    """Fill every conv/dense layer of a Keras model with He-normal kernels and non-zero biases."""
-    rng = np.random.default_rng(seed)
+    """Fill every conv/dense layer of a Keras model (nested models too) with He-normal kernels and
+    non-zero biases."""
+    rng = np.random.default_rng(seed) if isinstance(seed, int) else seed
     for layer in model.layers:
+        if hasattr(layer, "layers"):  # a model nested in this one
+            seeded_weights(layer, rng)
+            continue
         if not layer.weights:
             continue
         kernel, bias = (w.numpy() for w in layer.weights)
@@ -88,13 +92,19 @@ def to_published_layout(path):
             group.attrs["weight_names"] = np.array([n.encode() for n in new])
 
 
-def write_keras_weights(path, include_top, seed=0, published=True):
-    """Build Keras' VGG16, seed its weights, save with Keras' legacy HDF5 writer. Returns path."""
-    import h5py
+def keras_app(arch):
+    """keras.applications.VGG16 or VGG19."""
     import keras
+
+    return {"vgg16": keras.applications.VGG16, "vgg19": keras.applications.VGG19}[arch]
+
+
+def write_keras_weights(path, include_top, seed=0, published=True, arch="vgg16"):
+    """Build Keras' VGG16 (or VGG19), seed its weights, save with Keras' legacy HDF5 writer. Returns path."""
+    import h5py
     from keras.src.legacy.saving import legacy_h5_format
 
-    model = keras.applications.VGG16(weights=None, include_top=include_top)
+    model = keras_app(arch)(weights=None, include_top=include_top)
     seeded_weights(model, seed)
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, model)
@@ -120,6 +130,77 @@ def weights_notop_keras_names(tf, tmp_path_factory):
     """Keras 3's own legacy layout and names (block1_conv1/kernel), without the top."""
     path = tmp_path_factory.mktemp("w") / "vgg16_notop_keras.h5"
     return write_keras_weights(path, include_top=False, seed=3, published=False)
+
+
+@pytest.fixture(scope="session")
+def vgg19_notop(tf, tmp_path_factory):
+    """VGG19's published layout without the top (like vgg19_..._notop.h5), 80 MB."""
+    return write_keras_weights(tmp_path_factory.mktemp("w") / "vgg19_notop.h5", False, seed=11, arch="vgg19")
+
+
+@pytest.fixture(scope="session")
+def vgg19_top(tf, tmp_path_factory):
+    """VGG19's published layout with the top, ~575 MB: the one big VGG19 file of the suite."""
+    return write_keras_weights(tmp_path_factory.mktemp("w") / "vgg19_top.h5", True, seed=12, arch="vgg19")
+
+
+@pytest.fixture(scope="session")
+def keras3_files(tf, tmp_path_factory):
+    """VGG16 and VGG19 without the top, seeded, saved by Keras 3 in its own formats.
+
+    Returns {arch: {"weights.h5": path (save_weights), "keras": path (model.save), "params": the Keras
+    model's own arrays, layer name -> [kernel, bias]}}.
+    """
+    folder, out = tmp_path_factory.mktemp("k3"), {}
+    for seed, arch in enumerate(("vgg16", "vgg19"), start=21):
+        model = keras_app(arch)(weights=None, include_top=False)
+        seeded_weights(model, seed)
+        model.save_weights(folder / f"{arch}.weights.h5")
+        model.save(folder / f"{arch}.keras")
+        params = {layer.name: [w.numpy() for w in layer.weights] for layer in model.layers if layer.weights}
+        out[arch] = {"weights.h5": folder / f"{arch}.weights.h5", "keras": folder / f"{arch}.keras", "params": params}
+    return out
+
+
+@pytest.fixture(scope="session")
+def finetuned(tf, tmp_path_factory):
+    """Fine-tuned VGG16s as people build them: the conv base under a new head, saved by ``model.save``.
+
+    - "flatten": input 64x80; Flatten -> Dense(16, relu) -> Dropout(0.5) -> Dense(5, softmax);
+      a functional model, saved as finetuned.h5 (legacy, with model_config) and finetuned.keras
+    - "gap": Sequential([the VGG16 base as one nested model, GlobalAveragePooling2D, Dense(5, softmax)]),
+      saved as gap.keras
+    - "gmp": GlobalMaxPooling2D -> Dense(8) (linear) -> Dense(3, sigmoid), saved as gmp.h5
+    Returns {name: (path(s), the Keras model)}; every kernel and bias seeded (non-zero biases).
+    """
+    import keras
+
+    folder, out = tmp_path_factory.mktemp("ft"), {}
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(64, 80, 3))
+    x = keras.layers.Flatten(name="flatten")(base.output)
+    x = keras.layers.Dense(16, activation="relu", name="fc_new")(x)
+    x = keras.layers.Dropout(0.5, name="dropout")(x)
+    model = keras.Model(base.input, keras.layers.Dense(5, activation="softmax", name="classes")(x))
+    seeded_weights(model, 31)
+    model.save(folder / "finetuned.h5")
+    model.save(folder / "finetuned.keras")
+    out["flatten"] = ((folder / "finetuned.h5", folder / "finetuned.keras"), model)
+
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(None, None, 3))
+    model = keras.Sequential([keras.Input((None, None, 3)), base, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(5, activation="softmax")])
+    seeded_weights(model, 32)
+    model.save(folder / "gap.keras")
+    out["gap"] = (folder / "gap.keras", model)
+
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(None, None, 3))
+    x = keras.layers.GlobalMaxPooling2D()(base.output)
+    x = keras.layers.Dense(8)(x)
+    model = keras.Model(base.input, keras.layers.Dense(3, activation="sigmoid")(x))
+    seeded_weights(model, 33)
+    model.save(folder / "gmp.h5")
+    out["gmp"] = (folder / "gmp.h5", model)
+    return out
 
 
 # Agreement with TensorFlow, collected by tests/test_reference.py and printed at the end of the run:

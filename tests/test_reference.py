@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import AGREEMENT
-from minivgg import VGG16, decode_predictions, load_image, preprocess_input
+from minivgg import VGG, VGG16, VGG19, decode_predictions, load_image, preprocess_input
 from minivgg.conv import METHODS
 from minivgg.imagenet import load_class_index
 
@@ -112,3 +112,100 @@ def test_parameter_count_equals_keras(tf):
     for top in (True, False):
         total = minivgg.summary(include_top=top).splitlines()[-1].split()[1]
         assert int(total.replace(",", "")) == keras.applications.VGG16(weights=None, include_top=top).count_params()
+
+
+# ---------------------------------------------------------------- VGG19, Keras 3 formats, fine-tuned heads
+
+
+def keras_chain_activations(model, x):
+    """Every layer's output of a Keras model that is a chain of layers, nested models inlined: each
+    Keras layer called on the previous one's output, as Keras' own model would (inference mode)."""
+    import keras
+
+    out, a = {}, x
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if hasattr(layer, "layers"):  # a model nested in this one: its layers, in order
+            inner = keras_chain_activations(layer, a)
+            out.update(inner)
+            a = list(inner.values())[-1]
+        else:
+            a = np.asarray(layer(a, training=False))
+            out[layer.name] = a
+    return out
+
+
+def keras_last_logits(model, x_last):
+    """The last layer's scores before its softmax or sigmoid: the Keras layer run with a linear
+    activation on its own input (random weights saturate a softmax, which would hide a wrong last layer)."""
+    import keras
+
+    layer = model.layers[-1]
+    saved, layer.activation = layer.activation, keras.activations.linear
+    try:
+        return np.asarray(layer(x_last))
+    finally:
+        layer.activation = saved
+
+
+def compare_with_logits(case, model, x, keras_model):
+    """``compare`` for every layer, and the last layer's logits as one more row."""
+    theirs = keras_chain_activations(keras_model, x)
+    ours = model.activations(x)
+    names = list(theirs)
+    last, below = names[-1], theirs[names[-2]]
+    our_logits = list(model.forward(x, logits=True))[-1][1]
+    compare(case, {**ours, f"{last} (logits)": our_logits},
+            {**theirs, f"{last} (logits)": keras_last_logits(keras_model, below)})
+    return ours
+
+
+def test_vgg19_without_top(tf, vgg19_notop, photo):
+    from conftest import keras_app
+
+    x = photo_input(photo, size=(120, 88))  # H != W, odd from block4 on (15x11 -> 7x5 -> 3x2)
+    model = VGG19(weights=vgg19_notop)
+    ours = model.activations(x)
+    assert len(ours) == 21 and ours["block5_pool"].shape == (1, 3, 2, 512)
+    theirs = keras_chain_activations(keras_app("vgg19")(weights=str(vgg19_notop), include_top=False), x)
+    compare("VGG19 notop 120x88, auto", ours, theirs)
+
+
+def test_vgg19_with_top(tf, vgg19_top, photo):
+    from conftest import keras_app
+
+    x = photo_input(photo)  # (1, 224, 224, 3)
+    model = VGG19(weights=vgg19_top)
+    assert model.include_top and model.params["fc1"][0].shape == (25088, 4096)
+    compare_with_logits("VGG19 with top, 224", model, x, keras_app("vgg19")(weights=str(vgg19_top), include_top=True))
+
+
+@pytest.mark.parametrize("fmt", ["weights.h5", "keras"])
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_keras3_formats(tf, keras3_files, photo, arch, fmt):
+    import keras
+
+    from conftest import keras_app
+
+    path = keras3_files[arch][fmt]
+    if fmt == "keras":
+        keras_model = keras.saving.load_model(path)
+    else:
+        keras_model = keras_app(arch)(weights=None, include_top=False)
+        keras_model.load_weights(path)
+    x = photo_input(photo, size=(48, 72))
+    compare(f"{arch} {fmt} 48x72", VGG(weights=path).activations(x), keras_chain_activations(keras_model, x))
+
+
+@pytest.mark.parametrize("head", ["flatten", "gap", "gmp"])
+def test_finetuned_heads(tf, finetuned, photo, head):
+    paths, keras_model = finetuned[head]
+    size = (64, 80) if head == "flatten" else (72, 56)
+    img = load_image(photo, target_size=size)
+    x = preprocess_input(np.stack([img, img[::-1]]))  # (2, H, W, 3): the photo and its upside-down twin
+    for path in paths if isinstance(paths, tuple) else (paths,):
+        model = VGG(weights=path)
+        ours = compare_with_logits(f"fine-tuned {head} head, {path.suffix}", model, x, keras_model)
+        np.testing.assert_array_equal(model(x), ours[model.layers[-1].name])
+    assert ours[model.layers[-1].name].shape == (2, model.layers[-1].out)

@@ -13,8 +13,9 @@ minivgg's own weights, and takes the decisions from minivgg's forward pass on th
   gradient is the chosen rule (plain: dy * mask; guided: dy * mask * [dy > 0]; deconvnet: dy * [dy > 0]);
 - each max-pool is a gather of the element minivgg's pool chose (``pool.max_pool2d_argmax_naive``),
   so its gradient goes to that element.
-Everything else (the convolutions, their sums, the dense layers, softmax, every gradient) is
-TensorFlow's own, through ``tf.GradientTape``. Against this reference an exact backward pass agrees
+Everything else (the convolutions, their sums, the dense layers, softmax and sigmoid, a fine-tuned
+head's global pools (``tf.reduce_mean``, ``tf.reduce_max``, whose gradient shares ties) and dropout
+(identity at inference), every gradient) is TensorFlow's own, through ``tf.GradientTape``. Against this reference an exact backward pass agrees
 to float32 rounding. The tests check the rebuild's forward outputs against Keras' VGG16 first.
 
     g, outs = tf_gradients(tf, model, x, seeds, relu="plain", logits=False, weights=False)
@@ -67,6 +68,7 @@ def tf_gradients(tf, model, x, seeds, relu="plain", logits=False, weights=False)
     x = np.asarray(x, np.float32)
     x = x[None] if x.ndim == 3 else x
     names = [row.name for row in model.layers]
+    last = names[-1]  # logits=True: this layer's scores are taken before its softmax or sigmoid
     top = max(names.index(name) for name in seeds)
     rows = model.layers[: top + 1]
     ours = dict(model.forward(x, logits=logits))  # minivgg's decisions: masks and pool choices
@@ -95,8 +97,18 @@ def tf_gradients(tf, model, x, seeds, relu="plain", logits=False, weights=False)
                 a = tf.matmul(a, kernel) + bias
                 if row.activation == "relu":
                     a = pinned_relu(tf, (ours[row.name] > 0).astype(np.float32), relu)(a)
-                elif row.activation == "softmax" and not logits:
+                elif logits and row.name == last:
+                    pass
+                elif row.activation == "softmax":
                     a = tf.nn.softmax(a)
+                elif row.activation == "sigmoid":
+                    a = tf.nn.sigmoid(a)
+            elif row.kind == "global_avg_pool":
+                a = tf.reduce_mean(a, axis=[1, 2])  # (N, H, W, C) -> (N, C)
+            elif row.kind == "global_max_pool":
+                a = tf.reduce_max(a, axis=[1, 2])  # (N, H, W, C) -> (N, C)
+            elif row.kind == "dropout":
+                a = tf.identity(a)
             else:
                 raise NotImplementedError(f"tf_pinned has no rebuild of a {row.kind!r} row yet")
             outs[row.name] = a
