@@ -141,3 +141,61 @@ def test_guided_and_deconvnet_rules(tf, weights_notop, batch_96x144, rule):
     plain = model.gradients(x, seeds)["input"]
     assert norm_err(ours["input"], plain) > 0.1  # the rule really changed the pass
 
+
+
+# ---------------------------------------------------------------- VGG19 and fine-tuned heads
+
+
+def test_vgg19_without_top_weights_and_input(tf, vgg19_notop, batch_96x144):
+    from minivgg import VGG19
+
+    x = batch_96x144
+    model = VGG19(weights=vgg19_notop)
+    seeds = channel_mean(model, x, "block5_conv4", [5, 200])
+    ours = model.gradients(x, seeds, weights=True)
+    theirs, _ = tf_gradients(tf, model, x, seeds, weights=True)
+    assert {"block3_conv4", "block5_conv4/kernel"} <= set(ours)
+    compare("VGG19 channel mean, notop, batch 2, 96x144", ours, theirs)
+
+
+def test_vgg19_with_top_logit(tf, vgg19_top, photo_224):
+    from minivgg import VGG19
+
+    model = VGG19(weights=vgg19_top)
+    seeds = class_score(model, photo_224, 7)
+    ours = model.gradients(photo_224, seeds, logits=True)
+    theirs, _ = tf_gradients(tf, model, photo_224, seeds, logits=True)
+    compare("VGG19 logit, top, 224", ours, theirs)
+
+
+@pytest.mark.parametrize("head, rule, logits", [
+    ("flatten", "plain", False),  # softmax probability through dropout, a relu dense layer and flatten
+    ("gap", "plain", False),  # the global average pool of a nested base
+    # Global max pool, linear dense, sigmoid. Deconvnet has no ReLU mask, so the global max pool's ties
+    # (a channel of block5_pool that is 0 everywhere) really send gradient down: they share it, as in TF.
+    ("gmp", "deconvnet", False),
+    ("gmp", "plain", True),  # the sigmoid's logit
+])
+def test_finetuned_heads(tf, finetuned, photo, head, rule, logits):
+    from minivgg import VGG
+
+    paths, _ = finetuned[head]
+    model = VGG(weights=paths[0] if isinstance(paths, tuple) else paths)
+    size = model.input_size or (72, 56)
+    img = load_image(photo, target_size=size)
+    # These random heads saturate their softmax on the photo (a gradient ~0 would compare nothing):
+    # the photo is scaled down until the top class stays under 0.99.
+    x0 = preprocess_input(np.stack([img, img[:, ::-1]]))  # (2, H, W, 3)
+    for scale in (1.0, 0.1, 0.03, 0.01, 0.003, 0.001):
+        x = np.float32(scale) * x0
+        p = model(x)
+        if logits or p.max() < 0.99:
+            break
+    assert logits or p.max() < 0.99, "the softmax is saturated: its gradient would vanish"
+    seeds = class_score(model, x, [1, int(np.argmax(p[1]))])
+    ours = model.gradients(x, seeds, relu=rule, logits=logits, weights=True)
+    theirs, outs = tf_gradients(tf, model, x, seeds, relu=rule, logits=logits, weights=True)
+    for name, a in model.activations(x).items():  # the rebuild is this network (the head included)
+        if not (logits and name == model.layers[-1].name):
+            assert np.abs(outs[name] - a).max() <= FORWARD_BAR * np.abs(a).max(), name
+    compare(f"fine-tuned {head} head, {rule}{', logit' if logits else ''}, batch 2", ours, theirs)
