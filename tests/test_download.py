@@ -19,6 +19,7 @@ BODY = bytes(range(256)) * 3001  # 768,256 bytes: not a multiple of the read siz
 BODY_MD5 = hashlib.md5(BODY).hexdigest()
 NOTOP = dl.FILES["vgg16"][False].name
 FULL = dl.FILES["vgg16"][True].name
+PUBLISHED = [f"/{f.name}" for files in dl.FILES.values() for f in files.values()]  # VGG16's and VGG19's
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -30,7 +31,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.hits.append(self.path)
-        if self.path in ("/good", f"/{NOTOP}", f"/{FULL}", "/truncated"):
+        if self.path in ("/good", "/truncated", *PUBLISHED):
             self.send_response(200)
             self.send_header("Content-Length", str(len(BODY)))
             self.end_headers()
@@ -231,3 +232,40 @@ def test_find_offline_names_file_url_and_folder(tmp_path, monkeypatch):
     msg = str(e.value)
     assert f"cannot download {NOTOP} from http://127.0.0.1:" in msg and f"into {tmp_path / 'w'}" in msg
     assert list((tmp_path / "w").iterdir()) == []
+
+
+def test_vgg19_found_and_downloaded_like_vgg16(server, url, tmp_path, monkeypatch):
+    name = dl.FILES["vgg19"][False].name
+    (tmp_path / NOTOP).write_bytes(b"x")  # a VGG16 file here is not a VGG19 file
+    monkeypatch.setenv("MINIVGG_WEIGHTS_URL", url)
+    monkeypatch.setitem(dl.FILES["vgg19"], False, dl.FILES["vgg19"][False]._replace(md5=BODY_MD5))
+    path = dl.find_weights(False, weights_dir=tmp_path, quiet=True, arch="vgg19")
+    assert path == tmp_path / name and path.read_bytes() == BODY and server.hits == [f"/{name}"]
+    assert dl.find_weights(None, weights_dir=tmp_path, quiet=True, arch="vgg19") == path  # found, not fetched
+    assert dl.find_weights(None, weights_dir=tmp_path, arch="vgg16") == tmp_path / NOTOP
+    assert len(server.hits) == 1
+    with pytest.raises(MinivggError, match="no published weights for 'vgg11'"):
+        dl.find_weights(arch="vgg11")
+
+
+def test_default_urls_are_keras_own(tmp_path, monkeypatch):
+    monkeypatch.delenv("MINIVGG_WEIGHTS_URL", raising=False)
+    asked = []
+    monkeypatch.setattr(dl, "download", lambda url, dest, md5, quiet=False: asked.append((url, md5)))
+    for arch in ("vgg16", "vgg19"):
+        for top in (True, False):
+            dl.find_weights(top, weights_dir=tmp_path, arch=arch)
+    base = "https://storage.googleapis.com/tensorflow/keras-applications/"
+    assert asked == [(f"{base}{arch}/{dl.FILES[arch][top].name}", dl.FILES[arch][top].md5)
+                     for arch in ("vgg16", "vgg19") for top in (True, False)]
+
+
+def test_the_table_matches_keras_source(tf):
+    # The URLs and md5 sums Keras itself uses, read from its source (keras/src/applications/vggNN.py).
+    import importlib.util
+
+    for arch, files in dl.FILES.items():
+        source = open(importlib.util.find_spec(f"keras.src.applications.{arch}").origin).read()
+        for f in files.values():
+            assert f.md5 in source and f.name in source, (arch, f.name)
+        assert dl.BASE_URL.format(arch=arch).split("//")[1].split("/")[0] in source

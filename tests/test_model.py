@@ -116,3 +116,21 @@ def test_cli_errors_are_one_line(capsys, argv, message):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_vgg19_table_from_configuration_e():
+    from minivgg.vgg import CONFIGS, conv_base
+
+    rows = conv_base("vgg19")
+    assert [r.name for r in rows if r.kind == "conv"][-4:] == ["block5_conv1", "block5_conv2", "block5_conv3",
+                                                               "block5_conv4"]
+    assert sum(r.kind == "conv" for r in rows) == 16 and sum(r.kind == "pool" for r in rows) == 5
+    assert len(CONFIGS["E"]) == len(CONFIGS["D"]) + 3
+    # Keras' model.summary() totals for VGG19: 143,667,240 with the top, 20,024,384 without.
+    assert minivgg.summary(include_top=True, arch="vgg19").splitlines()[-1].split()[1] == "143,667,240"
+    assert minivgg.summary(include_top=False, arch="vgg19").splitlines()[-1].split()[1] == "20,024,384"
+    model = minivgg.VGG19(weights=None, include_top=False)
+    assert model.arch == "vgg19" and len(model.plan) == 16
+    acts = model.activations(np.zeros((1, 32, 40, 3), np.float32))
+    assert list(acts) == [r.name for r in rows] and acts["block5_pool"].shape == (1, 1, 1, 512)
+

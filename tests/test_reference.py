@@ -105,13 +105,13 @@ def test_full_model_with_top(tf, weights_top, photo, method):
 
 
 def test_parameter_count_equals_keras(tf):
-    import keras
-
     import minivgg
+    from conftest import keras_app
 
-    for top in (True, False):
-        total = minivgg.summary(include_top=top).splitlines()[-1].split()[1]
-        assert int(total.replace(",", "")) == keras.applications.VGG16(weights=None, include_top=top).count_params()
+    for arch in ("vgg16", "vgg19"):
+        for top in (True, False):
+            total = minivgg.summary(include_top=top, arch=arch).splitlines()[-1].split()[1]
+            assert int(total.replace(",", "")) == keras_app(arch)(weights=None, include_top=top).count_params()
 
 
 # ---------------------------------------------------------------- VGG19, Keras 3 formats, fine-tuned heads
