@@ -9,7 +9,8 @@
 ``weights.py`` reads both HDF5 layouts. This file adds the ``.keras`` archive, a zip holding
 ``metadata.json``, ``config.json`` and ``model.weights.h5``. Keras stores the members uncompressed,
 so the weights are read in place: h5py gets a window onto the archive's bytes, and plain arrays are
-mapped from the archive itself (``weights._read``). Nothing is ever extracted to disk.
+mapped from the archive itself (``weights._read``). An archive someone re-zipped with compression is
+decompressed into memory instead. Nothing is ever extracted to disk.
 
 ``read_config`` turns the saved config into a flat list of ``KerasLayer``: each layer's name, class,
 settings, Keras 3 weight path and inputs, models nested in others inlined, in the config's order;
@@ -110,10 +111,11 @@ class KerasArchive:
                     self.config = zf.read("config.json").decode("utf8")
                     info = zf.getinfo("model.weights.h5")
                     start = _member_start(self.fh, info)
-                    if info.compress_type != zipfile.ZIP_STORED or start + info.file_size > self._length():
+                    if info.compress_type != zipfile.ZIP_STORED:  # not as Keras writes it: inflate it in memory
+                        data = io.BytesIO(zf.read("model.weights.h5"))  # checks the CRC: a damaged member fails
+                        self.weights = WeightFile(self.path, fileobj=data, offset=None)
+                    elif start + info.file_size > self._length():
                         why = "is a damaged or truncated Keras archive (model.weights.h5 is cut short)"
-                        if info.compress_type != zipfile.ZIP_STORED:
-                            why = "is a Keras archive with compressed weights, which minivgg does not read"
                     else:
                         window = io.BufferedReader(_Window(self.fh, start, info.file_size), 1 << 20)
                         self.weights = WeightFile(self.path, fileobj=window, offset=start)

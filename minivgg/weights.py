@@ -112,7 +112,8 @@ class WeightFile:
       (then ``layers`` is keyed by path until ``rename``)
     - ``config``: the model's saved config as JSON text (``model.save("x.h5")``), else None
     Use as a context manager; ``fileobj`` and ``offset`` read an HDF5 file stored inside another
-    (``model.weights.h5`` in a ``.keras`` archive), ``path`` is what error messages show.
+    (``model.weights.h5`` in a ``.keras`` archive; offset None: ``fileobj`` is not in ``path`` as is,
+    so nothing is mapped), ``path`` is what error messages show.
     """
 
     def __init__(self, path, fileobj=None, offset=0):
@@ -176,10 +177,11 @@ def _read(dataset, path, base=0):
     The published files store every array contiguously, uncompressed, as little-endian float32:
     then the array is a read-only ``np.memmap`` of those bytes, which the OS pages in from its file
     cache as they are used (~10x faster than copying 530 MB through h5py). ``base``: where the HDF5
-    file starts inside ``path`` (0, or its offset inside a ``.keras`` archive). Anything else is read.
+    file starts inside ``path`` (0, or its offset inside a ``.keras`` archive; None: not in ``path``
+    byte for byte, read it). Anything else is read.
     """
     offset = dataset.id.get_offset()
-    if dataset.chunks is None and dataset.compression is None and offset is not None and dataset.dtype == "<f4":
+    if base is not None and dataset.chunks is None and dataset.compression is None and offset is not None and dataset.dtype == "<f4":
         # np.memmap fails (ValueError) if the file is shorter than offset + size: a truncated file
         return np.memmap(path, dtype="<f4", mode="r", offset=base + offset, shape=dataset.shape)
     return np.ascontiguousarray(dataset, dtype=np.float32)

@@ -221,3 +221,14 @@ def test_damaged_inner_weights_and_oversized_config(finetuned, tmp_path):
         for info in zin.infolist():
             zout.writestr(info.filename, b"{not json" if info.filename == "config.json" else zin.read(info.filename))
     one_line_error("saved config is not valid JSON", weights=path)
+
+
+def test_an_archive_rezipped_with_compression_still_loads(keras3_files, tmp_path):
+    src = keras3_files["vgg16"]["keras"]
+    path = tmp_path / "deflated.keras"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+    with zipfile.ZipFile(path) as z:
+        assert z.getinfo("model.weights.h5").compress_type == zipfile.ZIP_DEFLATED
+    assert_same_params(VGG16(weights=path), keras3_files["vgg16"]["params"])
