@@ -38,7 +38,9 @@ import numpy as np
 from . import conv as conv_methods
 from .dense import ACTIVATIONS, dense, sigmoid, softmax
 from .errors import MinivggError
+from .keras_files import open_model_file, read_config, unique_paths
 from .pool import global_avg_pool, global_max_pool, max_pool2d
+from .weights import load_params
 from .winograd import conv3x3_winograd, winograd_kernel
 
 
@@ -307,9 +309,6 @@ def load(path, arch=None, include_top=None):
       (whatever the file holds)
     Returns (arch, rows, input size (H, W) or None, params).
     """
-    from .keras_files import open_model_file, read_config, unique_paths
-    from .weights import load_params
-
     with open_model_file(path) as f:
         if f.config:  # a saved model: its own layers, head included
             saved = read_config(f.config, path)
@@ -341,7 +340,6 @@ def load(path, arch=None, include_top=None):
             f", or of a fine-tuned {TITLES[found]} saved without its config (model.save('x.keras') keeps it)")
         params = load_params(f, expected, TITLES[found], ignore=() if include_top else head, hint=hint)
     return found, rows, size, params
-
 
 
 class VGG:
