@@ -171,6 +171,8 @@ def run(args):
     if labels is not None and model.include_top and len(labels) != model.layers[-1].out:
         raise MinivggError(f"--labels {args.labels} has {len(labels)} names, the network scores "
                            f"{model.layers[-1].out} classes")
+    if labels is not None and not model.include_top and not args.quiet:
+        print("note: --labels is not used: no top, so no class scores", file=sys.stderr)
     out = Path(args.out) if args.out else Path("activations") / Path(args.image).stem
     prepare_out(out)  # only now: a bad image or weight file above leaves an earlier run's files as they were
     original = f"original.{args.format}"

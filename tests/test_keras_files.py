@@ -120,11 +120,17 @@ def test_flatten_head_from_legacy_h5_and_keras_archive(finetuned):
     assert "fc_new" in VGG16(weights=h5).summary() and "(None, 5)" in VGG16(weights=h5).summary()
 
 
-def test_pooled_heads(finetuned):
-    gap, _ = finetuned["gap"]
-    model = VGG(weights=gap)  # a Sequential holding the VGG16 base as one nested model
-    assert table(model) == [("global_average_pooling2d", "global_avg_pool", 0, ""), ("dense", "dense", 5, "softmax")]
-    assert model.input_size is None  # a global pool takes any size
+def test_pooled_heads(finetuned, tmp_path):
+    gap, keras_model = finetuned["gap"]
+    keras_model.save(tmp_path / "gap.h5")  # the legacy layout of a nested model: one group, "vgg16", for 13 layers
+    with h5py.File(tmp_path / "gap.h5") as f:
+        assert list(f["model_weights"].attrs["layer_names"])[0] in ("vgg16", b"vgg16")
+    for path in (gap, tmp_path / "gap.h5"):
+        model = VGG(weights=path)  # a Sequential holding the VGG16 base as one nested model
+        assert table(model) == [("global_average_pooling2d", "global_avg_pool", 0, ""),
+                                ("dense", "dense", 5, "softmax")]
+        assert model.input_size is None  # a global pool takes any size
+        assert_same_params(model, keras_params(keras_model))
     assert model(np.zeros((1, 40, 56, 3), np.float32)).shape == (1, 5)
     gmp, _ = finetuned["gmp"]
     assert [r[1:] for r in table(VGG(weights=gmp))] == [("global_max_pool", 0, ""), ("dense", 8, "linear"),
