@@ -4,9 +4,16 @@ Laid out like the seed's table: a row per block, a column per layer. Each cell s
 grids (linked to the full-size files), its output shape, a few numbers (fraction of zeros, mean, max,
 dead channels) and a one-line caption of what the learner is looking at. No scripts, fonts or
 anything from outside: it opens from disk, offline. ``write_page`` writes it atomically, last.
+
+Pages of several commands (feature maps, feature visualisation, ...) that live side by side, in
+sibling folders of one output folder, link to each other: each page says what it is in a
+``<meta name="generator" content="minivgg KIND">`` tag (``page_meta``) and keeps a block of links
+between ``RELATED`` markers (``related_html``), which ``link_related`` rewrites in the siblings'
+pages when a new page joins them.
 """
 import html
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
@@ -138,16 +145,18 @@ table.stats td { padding-right: 1.2em; }
 .caption { font-size: 12px; color: #333; margin: .3em 0 0; }
 .note { color: #666; }
 table.net > tbody > tr > td.empty { border: none; background: none; }
+nav.related { margin: .3em 0; } nav.related:empty { display: none; }
 """
 
 
-def page(image_name, original, layers, predictions, cmap, norm, settings, arch="vgg16"):
+def page(image_name, original, layers, predictions, cmap, norm, settings, arch="vgg16", related=""):
     """The whole page as a string.
 
     - original: file name of the input image as the network sees it
     - layers: [LayerResult] in table order; predictions: [(wnid, name, score)] or None
     - settings: label -> value pairs shown at the top (weights, input size, timing, ...)
     - arch: "vgg16" or "vgg19", for the title and the receptive fields in the captions
+    - related: the block of links to sibling pages (``related_html``)
     """
     e = html.escape
     blocks = {}
@@ -170,11 +179,12 @@ def page(image_name, original, layers, predictions, cmap, norm, settings, arch="
     legend = scale_bar(cmap, "low", "high")
     title = TITLES[arch]
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8">{page_meta("visualize")}
 <title>{title} feature maps of {e(image_name)}</title>
 <style>{STYLE}</style></head>
 <body>
 <h1>What {title} sees in {e(image_name)}</h1>
+{related or related_html(None)}
 <p class="intro">Every conv and pool layer of {title}, run once on this image. In each grid, one tile is
 one channel: the map of where that channel's filter responded (bright = strong). Click a grid for
 full size. Read the table top to bottom: the maps shrink and the features grow more abstract.
@@ -189,6 +199,66 @@ the activation; <b>dead</b>, channels that are 0 everywhere for this image.</p>
 <table class="net"><tbody>{rows}</tbody></table>
 </body></html>
 """
+
+
+# ---- links between the pages of sibling folders ------------------------------------------------
+
+RELATED = ("<!-- related pages -->", "<!-- /related pages -->")  # the block link_related rewrites
+_GENERATOR = re.compile(r'<meta name="generator" content="minivgg (\w+)">')
+_TITLE = re.compile(r"<title>(.*?)</title>", re.S)
+
+
+def page_meta(kind):
+    """The tag that marks a page as minivgg's (``kind``: "visualize", "features", ...)."""
+    return f'<meta name="generator" content="minivgg {html.escape(kind)}">'
+
+
+def related_pages(folder):
+    """The minivgg pages in sibling folders of ``folder``: [(href relative to folder, kind, title)].
+
+    A sibling is ``folder/../OTHER/index.html`` carrying ``page_meta``; unreadable files are skipped.
+    """
+    folder = Path(folder).resolve()
+    found = []
+    try:
+        siblings = sorted(p for p in folder.parent.iterdir() if p.is_dir() and p != folder)
+    except OSError:
+        return found
+    for other in siblings:
+        try:
+            text = (other / "index.html").read_text("utf-8", errors="replace")
+        except OSError:
+            continue
+        kind, title = _GENERATOR.search(text), _TITLE.search(text)
+        if kind:
+            found.append((f"../{other.name}/index.html", kind.group(1), html.unescape(title.group(1)) if title else other.name))
+    return found
+
+
+def related_html(folder):
+    """The block of links to the sibling pages of ``folder`` (empty when there are none), with markers."""
+    links = "" if folder is None else " &middot; ".join(
+        f'<a href="{html.escape(href)}">{html.escape(title)}</a>' for href, _, title in related_pages(folder))
+    inner = f'<nav class="related">Also here: {links}</nav>' if links else ""
+    return f"{RELATED[0]}{inner}{RELATED[1]}"
+
+
+def link_related(folder):
+    """After a page was written in ``folder``: rewrite the link block of every sibling page, so it
+    links back (atomically, each page; a page without the markers, or unwritable, is left alone)."""
+    folder = Path(folder).resolve()
+    for href, _, _ in related_pages(folder):
+        other = (folder / href).resolve()
+        try:
+            text = other.read_text("utf-8")
+            start, end = text.find(RELATED[0]), text.find(RELATED[1])
+            if start < 0 or end < start:
+                continue
+            new = text[:start] + related_html(other.parent) + text[end + len(RELATED[1]):]
+            if new != text:
+                write_page(other, new)
+        except OSError:
+            continue
 
 
 def write_page(path, text):

@@ -127,16 +127,29 @@ def grid(activation, start=0, stop=None, cmap="viridis", norm="channel", cols=8,
     index = colour_index(a[:, :, start:stop], lo[start:stop], hi[start:stop])  # (n, H, W)
     n = stop - start
     cols = min(cols, n)
-    rows = -(-n // cols)  # ceil(n / cols)
     S = upscale_factor(H, W, cols, min_width)
-    th, tw = S * H, S * W  # one tile, in pixels
-    canvas = Image.new("RGB", (cols * (tw + gap) - gap, rows * (th + gap) - gap), GAP_COLOUR)  # (width, height)
+    tiles = []
     for k in range(n):
-        r, c = divmod(k, cols)
         tile = Image.fromarray(index[k])  # (H, W) uint8: a greyscale ("L") image of colour indices
         tile.putpalette(palette)  # -> a palette ("P") image: index i shows colour CMAPS[cmap][i]
-        tile = tile.resize((tw, th), Image.Resampling.NEAREST)  # (H, W) -> (S*H, S*W), each value a SxS square
-        canvas.paste(tile, (c * (tw + gap), r * (th + gap)))  # converted to RGB as it is pasted
+        tiles.append(tile.resize((S * W, S * H), Image.Resampling.NEAREST))  # (H, W) -> (S*H, S*W), SxS squares
+    return tile_images(tiles, cols, gap)
+
+
+def tile_images(tiles, cols=8, gap=2):
+    """Same-size PIL images side by side, ``cols`` a row, ``gap`` pixels of GAP_COLOUR between them.
+
+    Returns an RGB image ceil(n / cols) tiles high and min(cols, n) wide (palette tiles are
+    converted to RGB as they are pasted).
+    """
+    n = len(tiles)
+    cols = min(cols, n)
+    rows = -(-n // cols)  # ceil(n / cols)
+    tw, th = tiles[0].size  # (width, height) of one tile
+    canvas = Image.new("RGB", (cols * (tw + gap) - gap, rows * (th + gap) - gap), GAP_COLOUR)  # (width, height)
+    for k, tile in enumerate(tiles):
+        r, c = divmod(k, cols)
+        canvas.paste(tile, (c * (tw + gap), r * (th + gap)))
     return canvas
 
 

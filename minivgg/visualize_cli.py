@@ -207,8 +207,9 @@ def run(args):
         "time": f"{seconds:.1f} s",
     }
     text = report.page(Path(args.image).name, original, layers, predictions, args.cmap, args.norm, settings,
-                       model.arch)
+                       model.arch, related=report.related_html(out))
     report.write_page(out / "index.html", text)
+    report.link_related(out)  # pages in sibling folders (features.py, ...) link back
     if predictions:
         say("top-5: " + ", ".join(f"{n} {100 * float(p):.1f}%" for _, n, p in predictions))
     say(f"{sum(len(l.grids) for l in layers)} grids of {len(layers)} layers in {out}/ ({seconds:.1f} s)")
