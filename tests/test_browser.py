@@ -165,3 +165,41 @@ def test_page_loads_every_image_without_errors(chromium, report, tmp_path):
               or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
               or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
     assert errors == []
+
+
+@pytest.fixture(scope="session")
+def features_report(weights_notop, photo, tmp_path_factory):
+    """A features page (4 channels of block1_conv2, 32x32, 4 steps) beside a feature-map page."""
+    from minivgg.features import cli as features_cli
+
+    root = tmp_path_factory.mktemp("browser-features")
+    assert visualize_cli.main([str(photo), "--size", "64", "--layers", "block1_*", "--weights", str(weights_notop),
+                               "--out", str(root / "maps"), "--quiet"]) == 0
+    assert features_cli.main(["--layer", "block1_conv2", "--channels", "0-3", "--size", "32", "--steps", "4",
+                              "--weights", str(weights_notop), "--out", str(root / "feat"), "--quiet"]) == 0
+    return root / "feat" / "index.html"
+
+
+def test_features_page_loads_every_image_without_errors(chromium, features_report):
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        chromium.call(f"{domain}.enable")
+    chromium.call("Page.navigate", url=features_report.as_uri())
+    chromium.wait_for("Page.loadEventFired")
+    found = json.loads(chromium.call("Runtime.evaluate", returnByValue=True, expression=(
+        "JSON.stringify({images: [...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]),"
+        " curves: document.querySelectorAll('svg.curve polyline').length,"
+        " links: [...document.querySelectorAll('nav.related a')].map(a => a.getAttribute('href'))})"
+    ))["result"]["value"])
+    assert len(found["images"]) == 4 + 1  # every channel's image and the grid
+    assert [src for src, complete, width in found["images"] if not (complete and width > 0)] == []
+    assert found["curves"] == 4
+    assert found["links"] == ["../maps/index.html"]  # and the feature-map page links back:
+    assert 'href="../feat/index.html"' in (features_report.parent.parent / "maps" / "index.html").read_text("utf-8")
+
+    chromium.call("Runtime.evaluate", expression="0")  # flush events that arrived after the load
+    requested = [e["params"]["request"]["url"] for e in chromium.events if e["method"] == "Network.requestWillBeSent"]
+    assert requested and all(u.startswith(features_report.parent.as_uri() + "/") for u in requested), requested
+    errors = [e for e in chromium.events if e["method"] in ("Runtime.exceptionThrown", "Network.loadingFailed")
+              or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
+              or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
+    assert errors == []
