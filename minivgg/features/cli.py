@@ -21,6 +21,7 @@ import argparse
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from .. import report
 from ..errors import MinivggError
 from ..preprocess import load_image
 from ..vgg16 import LAYERS, MIN_SIZE, NOTOP, TOP_SIZE, VGG16, shapes
-from ..visualize import save_image, tile_images
+from ..visualize import tile_images
 from ..visualize_cli import conv_weights
 from . import page as pages
 from .optimise import LEARNING_RATE, Objective, optimise
@@ -151,6 +152,20 @@ def file_name(objective, target):
     return f"{objective.layer}_dream.png" if objective.kind == "dream" else f"{objective.layer}_{target}.png"
 
 
+def save_png(image, path):
+    """Save a PIL image as PNG atomically: a temporary file in the same folder, then os.replace, so
+    an interrupted run never leaves half an image."""
+    fd, tmp = tempfile.mkstemp(prefix=".png-", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        image.save(tmp, "PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def to_png(rgb):
     """(H, W, 3) in [0, 1] -> a PIL image, rounded to 8 bits."""
     return Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
@@ -212,7 +227,7 @@ def run(args):
     start_file = None
     if photo is not None:
         start_file = "start.png"
-        save_image(Image.fromarray(photo.astype(np.uint8)), out / start_file, "png")
+        save_png(Image.fromarray(photo.astype(np.uint8)), out / start_file)
 
     targets = list(objective.targets) or [-1]
     batches = [targets[i:i + args.batch] for i in range(0, len(targets), args.batch)]
@@ -230,7 +245,7 @@ def run(args):
             ranks = pages.rank(result.activation, batch) if sub.kind != "dream" else [None] * len(batch)
             for i, target in enumerate(batch):
                 img = to_png(result.rgb[i])
-                save_image(img, out / file_name(sub, target), "png")
+                save_png(img, out / file_name(sub, target))
                 tiles.append(img)
                 cards.append(pages.Card(file_name(sub, target), target, result.curve[:, i], float(result.start[i]),
                                         float(result.final[i]), top[i], ranks[i]))
@@ -243,7 +258,7 @@ def run(args):
     grid_file = None
     if len(tiles) > 1:
         grid_file = f"{objective.layer}_grid.png"
-        save_image(tile_images(tiles, cols=8, gap=2), out / grid_file, "png")
+        save_png(tile_images(tiles, cols=8, gap=2), out / grid_file)
     seconds = time.perf_counter() - t0
     done = len(cards)
     missing = ""

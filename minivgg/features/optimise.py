@@ -61,7 +61,7 @@ class Adam:
         return p
 
 
-def network_size(model, objective):
+def network_size(objective):
     """The input size the network needs after the transforms: (224, 224) for the class score, else None."""
     return (224, 224) if objective.kind == "class" else None
 
@@ -87,7 +87,7 @@ class Run:
         self.model, self.objective, self.image = model, objective, image
         self.seed, self.transforms, self.t = seed, transforms, 0
         self.adam = Adam(lr)
-        self.size = network_size(model, objective)
+        self.size = network_size(objective)
 
     def affine(self):
         """This step's transform: Lucid's random draw from the step's own generator, or none."""
@@ -96,8 +96,9 @@ class Run:
             return T.identity(h, w) if self.size is None else T.compose(h, w, [lambda h, w: T.centre_crop(h, w, *self.size)])
         return T.draw(np.random.default_rng([self.seed, 1, self.t]), h, w, self.size)
 
-    def step(self):
-        affine = self.affine()
+    def step(self, affine=None):
+        """One ascent step with this step's random transform (or ``affine``, for benchmarks)."""
+        affine = self.affine() if affine is None else affine
         rgb = self.image.rgb()  # (N, H, W, 3)
         x = P.to_network_input(T.resample(rgb, affine))  # (N, OH, OW, 3)
         dx, values = gradient(self.model, x, self.objective)

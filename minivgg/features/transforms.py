@@ -74,12 +74,12 @@ def scale(h, w, s):
 
 
 def rotate(h, w, degrees):
-    """Turn the image by ``degrees`` (anticlockwise as displayed) about its centre; same size."""
+    """Turn the image by ``degrees`` about its centre (same size): output point q reads input point
+    centre + R (q - centre), R the rotation by ``degrees`` in (row, col) coordinates. Lucid draws
+    the angle from a symmetric list, so which way is positive does not matter."""
     t = np.deg2rad(degrees)
     c, s = np.cos(t), np.sin(t)
-    # output point q -> input point R^-1 (q - centre) + centre, with R the rotation in (row, col)
-    # coordinates: row grows downwards, so "anticlockwise on screen" is (row, col) -> (c*row - s*col, s*row + c*col)^-1
-    turn = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+    turn = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])  # R, in homogeneous (row, col, 1)
     return _translate(h / 2, w / 2) @ turn @ _translate(-h / 2, -w / 2), (h, w)
 
 
