@@ -382,3 +382,40 @@ def test_script_in_a_subprocess(tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "features.py"), "--layer", "nope"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.startswith("error: --layer 'nope'")
+
+
+# ---- the benchmark ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bench_script(monkeypatch):
+    """scripts/features_benchmark.py's main(), run in this process; the thread variables it sets are restored."""
+    import os
+    import runpy
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL"):
+        if var in os.environ:
+            monkeypatch.setenv(var, os.environ[var])
+        else:
+            monkeypatch.delenv(var, raising=False)
+    return runpy.run_path(str(REPO / "scripts" / "features_benchmark.py"))["main"]
+
+
+SMALL = ["--layer", "block1_conv2", "--channels", "2", "--size", "32", "--repeats", "1"]
+
+
+def test_benchmark_checks_then_times(tf, bench_script, capsys):
+    assert bench_script(SMALL) == 0
+    out = capsys.readouterr().out
+    check = float(re.search(r"gradient of the spectrum ([0-9.e+-]+)", out).group(1))
+    assert check < 2e-3
+    ours, theirs = (float(re.search(rf"{name}\s.*?([0-9]+) ms", out).group(1)) for name in ("minivgg", "TensorFlow"))
+    assert ours > 0 and theirs > 0 and "minivgg / TensorFlow:" in out and "network forward + backward" in out
+
+
+def test_benchmark_refuses_a_wrong_gradient(tf, bench_script, capsys, monkeypatch):
+    real = P.fourier_image_backward
+    monkeypatch.setattr(P, "fourier_image_backward", lambda dimg: 1.5 * real(dimg))  # a wrong scale
+    assert bench_script(SMALL) == 1
+    captured = capsys.readouterr()
+    assert "disagree; nothing timed" in captured.err and "minivgg / TensorFlow" not in captured.out
