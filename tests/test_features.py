@@ -419,3 +419,13 @@ def test_benchmark_refuses_a_wrong_gradient(tf, bench_script, capsys, monkeypatc
     assert bench_script(SMALL) == 1
     captured = capsys.readouterr()
     assert "disagree; nothing timed" in captured.err and "minivgg / TensorFlow" not in captured.out
+
+
+def test_dream_from_the_bundled_photo(weights_notop, tmp_path, capsys):
+    argv = ["--layer", "block1_conv2", "--dream", "--size", "32", "--steps", "2", "--weights", str(weights_notop),
+            "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["block1_conv2_dream.png", "index.html", "start.png"]
+    text = (tmp_path / "index.html").read_text("utf-8")
+    assert "deep dream on block1_conv2" in text and 'src="start.png"' in text
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"page: {(tmp_path / 'index.html').resolve()}"

@@ -64,6 +64,12 @@ def _name(kind, k):
     return f"channel {k}"
 
 
+def _curve_caption(kind, layer):
+    if kind == "channel" and "conv" in layer:
+        return "the objective at each step: the channel's mean before the ReLU, on that step's transformed image"
+    return "the objective at each step, on that step's transformed image"
+
+
 def _card(card, kind, layer, ranked):
     e = html.escape
     what = "deep dream" if kind == "dream" else _name(kind, card.target)
@@ -78,6 +84,7 @@ def _card(card, kind, layer, ranked):
             f'<a href="{e(card.file)}"><img src="{e(card.file)}" alt="{e(layer)} {e(what)}"></a>'
             f'<p class="num">{unit}: {card.start:.3g} &rarr; <b>{card.final:.3g}</b>{factor}</p>'
             f"{curve_svg(card.curve)}"
+            f'<p class="note">{e(_curve_caption(kind, layer))}</p>'
             f'<table class="top"><caption>most active on this image</caption>{rows}</table>{where}</div>')
 
 
@@ -127,7 +134,7 @@ def page(kind, layer, cards, settings, grid_file=None, start_file=None, related=
 <h1>VGG16: {e(what)}</h1>
 {related or report.related_html(None)}
 <p class="intro">Each image was made by gradient ascent: starting from faint noise (or a photo), it was
-changed step by step to raise its objective, the {"mean activation of one channel" if kind == "channel" else
+changed step by step to raise its objective, the {"mean of one channel (before its ReLU, for a conv layer)" if kind == "channel" else
 "pre-softmax score of one class" if kind == "class" else "mean squared activation of the whole layer"},
 through a Fourier, colour-decorrelated parameterisation and small random shifts, scalings and
 rotations at every step (Lucid's recipe; see minivgg/features/). Under each image: the objective at
