@@ -3,7 +3,8 @@
     python scripts/backward_costs.py            # 224x224, batch 1, median of 20 interleaved rounds
 
 For one layer of each kind (block3_conv2: 56x56, 256 -> 256; block3_pool; fc1: 25088 -> 4096; the
-softmax over 1000 classes), times the forward kernel and its backward kernels in interleaved rounds
+softmax over 1000 classes), times the forward kernel and its backward kernels in interleaved rounds (each backward conv beside the
+forward conv of the same method)
 (so that a busy machine slows both alike), after a warm-up call (the JIT compile). Every backward
 result is first checked against its naive twin in float64 on a small slice of the same shapes. It
 prints one line per kernel: forward ms, backward ms, and the ratio. The README quotes a run of it.
@@ -15,7 +16,8 @@ import time
 import numpy as np
 
 import minivgg  # noqa: F401  (first: Numba's threading layer is chosen before any kernel runs)
-from minivgg.conv import conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, conv2d_naive, transpose_kernel
+from minivgg.conv import conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, conv2d_im2col, conv2d_naive, \
+    transpose_kernel
 from minivgg.dense import dense, dense_backward, softmax, softmax_backward, softmax_backward_naive
 from minivgg.gradcheck import relative_error
 from minivgg.pool import max_pool2d, max_pool2d_backward, max_pool2d_backward_naive
@@ -60,9 +62,9 @@ def main():
     pairs = [  # (kernel, forward, backward)
         ("conv 3x3, block3_conv2: dx (Winograd)", lambda: conv3x3_winograd(x, U, b, relu=True),
          lambda: conv2d_backward_input(dy, w, 1, "winograd", U_t)),
-        ("conv 3x3, block3_conv2: dx (im2col)", lambda: conv3x3_winograd(x, U, b, relu=True),
+        ("conv 3x3, block3_conv2: dx (im2col)", lambda: conv2d_im2col(x, w, b, 1, 1, relu=True),
          lambda: conv2d_backward_input(dy, w, 1, "im2col")),
-        ("conv 3x3, block3_conv2: dW + db (im2col)", lambda: conv3x3_winograd(x, U, b, relu=True),
+        ("conv 3x3, block3_conv2: dW + db (im2col)", lambda: conv2d_im2col(x, w, b, 1, 1, relu=True),
          lambda: conv2d_backward_weights(x, dy, 3, 3, 1, 1)),
         ("ReLU (fused bias + ReLU forward), block3_conv2", lambda: bias_relu(gemm_out, b, True),
          lambda: relu_backward(y, dy)),
