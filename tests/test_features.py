@@ -330,6 +330,7 @@ def test_same_seed_same_png_bytes(run_dir, weights_notop, tmp_path):
     (["--layer", "predictions", "--dream"], "--dream needs a conv or pool layer"),
     (["--start", "/nonexistent.jpg"], "nonexistent"),
     (["--weights", "/nonexistent.h5"], "nonexistent"),
+    (["--arch", "vgg16", "--layer", "block3_conv4"], "'block3_conv4' is not a layer of VGG16"),
 ])
 def test_bad_input_is_one_line_and_touches_nothing(args, message, tmp_path, capsys):
     out = tmp_path / "out"
@@ -337,6 +338,23 @@ def test_bad_input_is_one_line_and_touches_nothing(args, message, tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert not out.exists()
+
+
+def test_vgg19_by_arch_or_by_its_file(vgg19_notop, weights_notop, tmp_path, capsys):
+    """A layer only VGG19 has, from a VGG19 file (detected, or named by --arch); the same layer asked
+    of a VGG16 file is refused in one line naming the network."""
+    argv = ["--layer", "block3_conv4", "--channels", "5", "--size", "40", "--steps", "3", "--quiet"]
+    for extra, out in ([], tmp_path / "detected"), (["--arch", "vgg19"], tmp_path / "named"):
+        assert cli.main(argv + extra + ["--weights", str(vgg19_notop), "--out", str(out)]) == 0
+        assert (out / "block3_conv4_5.png").is_file()
+        assert "<h1>VGG19: what channels of block3_conv4 look for</h1>" in (out / "index.html").read_text("utf-8")
+    assert (tmp_path / "detected" / "block3_conv4_5.png").read_bytes() == (tmp_path / "named" / "block3_conv4_5.png").read_bytes()
+    capsys.readouterr()
+    assert cli.main(argv + ["--weights", str(weights_notop), "--out", str(tmp_path / "v16")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "'block3_conv4' is not a layer of VGG16" in err, err
+    assert cli.main(argv + ["--arch", "vgg16", "--weights", str(vgg19_notop), "--out", str(tmp_path / "x")]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_predictions_needs_the_top(weights_notop, tmp_path, capsys):

@@ -4,6 +4,7 @@
     minivgg-features --layer block3_conv1 --channels 3,9,40-47 --size 96 --steps 128 --seed 1
     minivgg-features --layer predictions --channels 130,309      # class logits (the full weight file)
     minivgg-features --layer block4_conv2 --dream --start photo.jpg   # deep dream from a photo
+    minivgg-features --arch vgg19 --layer block3_conv4 --channels 0-7  # VGG19 (or --weights FILE of either)
 
 Writes to ``--out`` (default ``activations/features_<layer>/``, a sibling of visualize.py's
 ``activations/<image name>/``, so their pages link to each other): one PNG per target named
@@ -12,7 +13,7 @@ Writes to ``--out`` (default ``activations/features_<layer>/``, a sibling of vis
 Targets are optimised ``--batch`` at a time (one image each), every batch's files written as soon as
 it is done; Ctrl-C stops the run and writes the page for the batches done (exit status 130).
 
-Weights: as visualize.py without the top, the conv layers of a published file already here, else
+Weights: as visualize.py (``--arch``, or the network a ``--weights`` file holds) without the top, the conv layers of a published file already here, else
 the notop file downloaded (59 MB); ``--layer predictions`` needs the full file (553 MB). Errors (an
 unknown layer, a channel out of range, bad steps or size, weights that do not load, an unwritable
 ``--out``) print ``error: <why>`` and exit 1, before ``--out`` is touched where they can be.
@@ -31,9 +32,9 @@ from PIL import Image
 from .. import report
 from ..errors import MinivggError
 from ..preprocess import load_image
-from ..vgg16 import LAYERS, MIN_SIZE, NOTOP, TOP_SIZE, VGG16, shapes
+from ..vgg import ARCHS, MIN_SIZE, TITLES, TOP_SIZE, conv_base, shapes
 from ..visualize import tile_images
-from ..visualize_cli import conv_weights
+from ..visualize_cli import MODELS, conv_weights
 from . import page as pages
 from .optimise import LEARNING_RATE, Objective, optimise
 from .param import PARAMS
@@ -44,13 +45,16 @@ DEFAULT_SIZE, DEFAULT_STEPS, DEFAULT_BATCH = 128, 256, 16
 # backward pass: 16 images at 512x512 hold 16 * 512^2 * 64 * 4 B = 1 GB per block1 layer).
 MAX_SIZE = 512
 OURS = re.compile(r"(block\d_(conv\d|pool)|predictions)_(\d+|grid|dream)\.png|start\.png|index\.html")  # files we own
-LAYER_NAMES = [row.name for row in LAYERS if row.kind in ("conv", "pool")] + ["predictions"]
+# The conv and pool layers of every architecture, with their channel counts (a name has the same count in
+# VGG16 and VGG19: block3_conv4 has 256 like block3_conv3), so options are checked before a file is read.
+CHANNELS = {row.name: shape[3] for arch in ARCHS for row, shape, _ in shapes(conv_base(arch), TOP_SIZE, TOP_SIZE)}
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="minivgg-features",
-        description="Show what channels of a VGG16 layer look for: images optimised to excite each one, and a page.",
+        description="Show what channels of a VGG16 (or VGG19) layer look for: images optimised to excite each one, "
+                    "and a page.",
         epilog="The last line printed is the page's path. Errors: 'error: <why>' on stderr, exit status 1.",
     )
     p.add_argument("--layer", default=DEFAULT_LAYER,
@@ -74,7 +78,10 @@ def parse_args(argv):
     p.add_argument("--no-transforms", action="store_true", help="no random pad, jitter, scale and rotation")
     p.add_argument("--lr", type=float, default=LEARNING_RATE, help=f"Adam's learning rate (default {LEARNING_RATE})")
     p.add_argument("--out", help="output folder (default: activations/features_<layer>/)")
-    p.add_argument("--weights", help="a Keras VGG16 weight file (default: the published one, found or downloaded)")
+    p.add_argument("--arch", choices=tuple(ARCHS),
+                   help="the network (default: the one the --weights file holds, else vgg16)")
+    p.add_argument("--weights", help="a Keras VGG16 or VGG19 weight file (default: the published one of --arch, "
+                                     "found or downloaded)")
     p.add_argument("--quiet", action="store_true", help="print only the page's path")
     return p.parse_args(argv)
 
@@ -99,9 +106,11 @@ def parse_channels(spec, count, what="channel"):
 
 def check_args(args):
     """Everything that can be refused before any file is read: returns (objective, size)."""
-    if args.layer not in LAYER_NAMES:
-        raise MinivggError(f"--layer {args.layer!r} is not a conv or pool layer of VGG16 nor 'predictions' "
+    if args.layer not in CHANNELS and args.layer != "predictions":
+        raise MinivggError(f"--layer {args.layer!r} is not a conv or pool layer of VGG16 or VGG19 nor 'predictions' "
                            f"(block1_conv1 ... block5_pool)")
+    if args.arch and args.layer != "predictions" and args.layer not in {r.name for r in conv_base(args.arch)}:
+        raise MinivggError(f"--layer {args.layer!r} is not a layer of {TITLES[args.arch]}")
     if args.steps < 1:
         raise MinivggError(f"--steps must be at least 1, got {args.steps}")
     if args.batch < 1:
@@ -116,25 +125,29 @@ def check_args(args):
             raise MinivggError(f"--layer predictions takes {TOP_SIZE}x{TOP_SIZE} images (the top's size), not --size {size}")
         size = TOP_SIZE
     if size < MIN_SIZE:
-        raise MinivggError(f"--size {size} is too small: VGG16 needs at least {MIN_SIZE}")
+        raise MinivggError(f"--size {size} is too small: VGG needs at least {MIN_SIZE}")
     if size > MAX_SIZE and args.layer != "predictions":
         raise MinivggError(f"--size {size} is too large: at most {MAX_SIZE} (memory grows with batch x SIZE x SIZE)")
     if args.dream:
         return Objective("dream", args.layer), size
     if args.layer == "predictions":
         return Objective("class", "predictions", tuple(parse_channels(args.channels, 1000, "class"))), size
-    count = {row.name: shape[3] for row, shape, _ in shapes(NOTOP, TOP_SIZE, TOP_SIZE)}[args.layer]
-    return Objective("channel", args.layer, tuple(parse_channels(args.channels, count))), size
+    return Objective("channel", args.layer, tuple(parse_channels(args.channels, CHANNELS[args.layer]))), size
 
 
-def load_model(weights, objective):
-    """Only the conv layers unless the class scores are wanted (then the file must have the top)."""
+def load_model(weights, objective, arch=None):
+    """Only the conv layers unless the class scores are wanted (then the file must have the top).
+    ``arch`` None: the network the file holds (VGG16 when there is no file)."""
+    cls = MODELS[arch]
     if objective.kind == "class":
-        model = VGG16(weights=weights or "imagenet", include_top=None if weights else True)
+        model = cls(weights=weights or "imagenet", include_top=None if weights else True)
         if not model.include_top:
             raise MinivggError(f"--layer predictions needs a weight file with the top; {weights} has only the conv layers")
         return model
-    return VGG16(weights=weights or conv_weights(), include_top=False)
+    model = cls(weights=weights or conv_weights(arch or "vgg16"), include_top=False)
+    if objective.layer not in {row.name for row in model.layers}:
+        raise MinivggError(f"--layer {objective.layer!r} is not a layer of {model.title} ({model.weights_path})")
+    return model
 
 
 def prepare_out(out):
@@ -221,7 +234,7 @@ def run(args):
         start = str(Path(__file__).resolve().parents[1] / "data" / "grace_hopper.jpg")
     if start is not None:
         photo = load_image(start, target_size=(size, size), min_source_size=MIN_SIZE)  # (S, S, 3) RGB 0..255
-    model = load_model(args.weights, objective)
+    model = load_model(args.weights, objective, args.arch)
     out = Path(args.out) if args.out else Path("activations") / f"features_{args.layer}"
     prepare_out(out)  # only now: bad options, image or weights above leave an earlier run's files as they were
     start_file = None
@@ -267,7 +280,7 @@ def run(args):
         missing = (f"Interrupted: {done} of {len(targets)} done; not done: {label_of(left)}." if objective.kind != "dream"
                    else "Interrupted before the deep dream finished: nothing to show.")
     settings = {
-        "weights": os.path.basename(str(model.weights_path)),
+        "weights": f"{os.path.basename(str(model.weights_path))} ({model.title})",
         "objective": {"channel": f"mean of one channel of {objective.layer}", "class": "one class logit",
                       "dream": f"mean squared activation of {objective.layer}"}[objective.kind],
         "images": f"{size}x{size}, {args.param} parameterisation, "
@@ -276,7 +289,7 @@ def run(args):
         "time": f"{seconds:.1f} s",
     }
     text = pages.page(objective.kind, objective.layer, cards, settings, grid_file, start_file,
-                      related=report.related_html(out), missing=missing)
+                      related=report.related_html(out), missing=missing, title=model.title)
     report.write_page(out / "index.html", text)
     report.link_related(out)
     what = "deep dream" if objective.kind == "dream" else f"{done} {'classes' if objective.kind == 'class' else 'channels'} of {objective.layer}"

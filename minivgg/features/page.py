@@ -108,7 +108,7 @@ nav.related { margin: .3em 0; } nav.related:empty { display: none; }
 """
 
 
-def page(kind, layer, cards, settings, grid_file=None, start_file=None, related="", missing=""):
+def page(kind, layer, cards, settings, grid_file=None, start_file=None, related="", missing="", title="VGG16"):
     """The whole page as a string.
 
     - kind: "channel", "class" or "dream"; layer: the layer optimised
@@ -116,9 +116,10 @@ def page(kind, layer, cards, settings, grid_file=None, start_file=None, related=
     - settings: label -> value pairs shown at the top; grid_file: the layer's grid (or None)
     - start_file: the photo the images started from (or None); related: ``report.related_html``
     - missing: a sentence shown in red (an interrupted run: which targets were not done)
+    - title: the network ("VGG16" or "VGG19")
     """
     e = html.escape
-    what = {"channel": f"what channels of {layer} look for", "class": "what VGG16 draws for a class",
+    what = {"channel": f"what channels of {layer} look for", "class": f"what {title} draws for a class",
             "dream": f"deep dream on {layer}"}[kind]
     dl = "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in settings.items())
     grid = (f'<figure class="grid"><a href="{e(grid_file)}"><img src="{e(grid_file)}" alt="all images of this run">'
@@ -128,10 +129,10 @@ def page(kind, layer, cards, settings, grid_file=None, start_file=None, related=
     body = "".join(_card(c, kind, layer, c.rank) for c in cards)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{report.page_meta("features")}
-<title>VGG16 feature visualisation: {e(what)}</title>
+<title>{e(title)} feature visualisation: {e(what)}</title>
 <style>{STYLE}</style></head>
 <body>
-<h1>VGG16: {e(what)}</h1>
+<h1>{e(title)}: {e(what)}</h1>
 {related or report.related_html(None)}
 <p class="intro">Each image was made by gradient ascent: starting from faint noise (or a photo), it was
 changed step by step to raise its objective, the {"mean of one channel (before its ReLU, for a conv layer)" if kind == "channel" else
