@@ -114,7 +114,7 @@ def _dx_method(model, row, kernel):
     return model.plan[row.name]
 
 
-def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False):
+def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True):
     """dL/dx and dL/d(every layer's output) for L = sum over seeds of sum(dy * that layer's output).
 
     Inputs:
@@ -127,6 +127,8 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
     - weights: also return "<layer>/kernel" and "<layer>/bias" (shaped as ``model.params``)
     - layers: keep only these layers' gradients (default: every layer at or below the highest seed)
     - outputs: also return the forward outputs of the seeded layers
+    - input: False when dL/dx is not wanted: the backward pass then stops at the lowest layer in
+      ``layers`` (Grad-CAM needs dL/dA at one conv layer only, not the way down to the image)
     Returns:
     - grads: dict, "input" -> (N, H, W, 3) float32, then layer name -> dL/d(its output), in layer
       order, then the weight gradients; with ``outputs=True``, (grads, {seeded layer: its output})
@@ -172,6 +174,8 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
             continue
         if row.name in keep:
             grads[row.name] = g
+            if not input and not weights and keep <= grads.keys():
+                break  # every gradient asked for is here, and dL/dx is not wanted
         if row.kind == "conv":
             kernel, _ = model.params[row.name]
             if row.activation == "relu":
@@ -217,7 +221,7 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
             if weights:
                 wgrads[row.name] = (dw, db)
         outs[i] = None  # no longer needed: free it as we go down
-    result = {"input": g}
+    result = {"input": g} if input else {}
     result.update((name, grads[name]) for name in names[: top + 1] if name in grads)
     for name in names:
         if name in wgrads:

@@ -488,7 +488,7 @@ class VGG:
             pass
         return a
 
-    def gradients(self, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False):
+    def gradients(self, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True):
         """The backward pass: dL/dx and dL/d(each layer's output), see ``backprop.gradients``.
 
         ``model.gradients(x, {"predictions": dy})``; the forward part is ``self.forward``, so the ReLU
@@ -496,7 +496,8 @@ class VGG:
         """
         from .backprop import gradients
 
-        return gradients(self, x, seeds, relu=relu, logits=logits, weights=weights, layers=layers, outputs=outputs)
+        return gradients(self, x, seeds, relu=relu, logits=logits, weights=weights, layers=layers, outputs=outputs,
+                         input=input)
 
     def summary(self, height=None, width=None):
         """The layer table of this model (at its input size, else 224x224, unless told), with each

@@ -44,7 +44,8 @@ def layer_gradients(model, x, target, layer=DEFAULT_LAYER, batch=BATCH):
         seeds = t.take(i).seeds(model, x[i])
         # A zero seed at the layer adds nothing to S but makes gradients() return the layer's output.
         seeds.setdefault(layer, np.zeros(_shape(model, x[i], layer), np.float32))
-        grads, outs = model.gradients(x[i], seeds, logits=True, layers=[layer], outputs=True)
+        # input=False: the backward pass stops at the layer (nothing below it is needed)
+        grads, outs = model.gradients(x[i], seeds, logits=True, layers=[layer], outputs=True, input=False)
         A.append(outs[layer])
         G.append(grads[layer])
     return np.concatenate(A), np.concatenate(G)
