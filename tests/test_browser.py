@@ -203,3 +203,44 @@ def test_features_page_loads_every_image_without_errors(chromium, features_repor
               or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
               or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
     assert errors == []
+
+
+@pytest.fixture(scope="session")
+def explain_report(weights_notop, photo, tmp_path_factory):
+    """An explain page (every method, the sanity check; 48x48, a channel of block5_conv3) beside a
+    feature-map page it links to and from."""
+    from minivgg.explain import cli as explain_cli
+
+    root = tmp_path_factory.mktemp("browser-explain")
+    assert visualize_cli.main([str(photo), "--size", "48", "--layers", "block1_*", "--weights", str(weights_notop),
+                               "--out", str(root / "maps"), "--quiet"]) == 0
+    assert explain_cli.main([str(photo), "--channel", "block5_conv3:0", "--size", "48", "--samples", "2", "--steps", "2",
+                             "--weights", str(weights_notop), "--out", str(root / "why"), "--quiet"]) == 0
+    return root / "why" / "index.html"
+
+
+def test_explain_page_loads_every_image_without_errors(chromium, explain_report):
+    from minivgg.explain import METHODS
+
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        chromium.call(f"{domain}.enable")
+    chromium.call("Page.navigate", url=explain_report.as_uri())
+    chromium.wait_for("Page.loadEventFired")
+    found = json.loads(chromium.call("Runtime.evaluate", returnByValue=True, expression=(
+        "JSON.stringify({images: [...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]),"
+        " sanity: document.querySelectorAll('svg.sanity polyline').length,"
+        " links: [...document.querySelectorAll('nav.related a')].map(a => a.getAttribute('href'))})"
+    ))["result"]["value"])
+    assert len(found["images"]) == len(METHODS) + 1  # every method's overlay and the photo
+    assert [src for src, complete, width in found["images"] if not (complete and width > 0)] == []
+    assert found["sanity"] == len(METHODS)
+    assert found["links"] == ["../maps/index.html"]  # and the feature-map page links back:
+    assert 'href="../why/index.html"' in (explain_report.parent.parent / "maps" / "index.html").read_text("utf-8")
+
+    chromium.call("Runtime.evaluate", expression="0")  # flush events that arrived after the load
+    requested = [e["params"]["request"]["url"] for e in chromium.events if e["method"] == "Network.requestWillBeSent"]
+    assert requested and all(u.startswith(explain_report.parent.as_uri() + "/") for u in requested), requested
+    errors = [e for e in chromium.events if e["method"] in ("Runtime.exceptionThrown", "Network.loadingFailed")
+              or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
+              or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
+    assert errors == []

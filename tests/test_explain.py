@@ -161,6 +161,49 @@ def test_layer_gradients_are_the_layer_output_and_its_gradient(notop, x2, live):
                                np.maximum((A * np.maximum(G, 0)).sum(axis=3), 0), rtol=1e-5, atol=1e-7)
 
 
+def test_backward_pass_stops_at_the_layer_when_no_input_gradient_is_wanted(notop, x2, live, monkeypatch):
+    """``input=False`` (what Grad-CAM uses): the same dS/dA, no "input", and no conv below the layer
+    runs its backward pass."""
+    import minivgg.backprop as bp
+
+    seeds = resolve(notop, x2, live).seeds(notop, x2)
+    full = notop.gradients(x2, seeds, layers=["block4_conv2"])
+    ran = []
+    real = bp.conv2d_backward_input
+    monkeypatch.setattr(bp, "conv2d_backward_input", lambda g, k, **kw: ran.append(k.shape) or real(g, k, **kw))
+    short = notop.gradients(x2, seeds, layers=["block4_conv2"], input=False)
+    assert set(short) == {"block4_conv2"} and set(full) == {"input", "block4_conv2"}
+    np.testing.assert_array_equal(short["block4_conv2"], full["block4_conv2"])
+    assert len(ran) == 4  # block5_conv3 ... block4_conv3: the convs above block4_conv2 only
+
+
+def test_overlay_draws_the_map_over_the_dimmed_grey_photo(tmp_path):
+    """Where the map is at its low the pixel is the grey photo dimmed to DIM; at its top it is mostly
+    the colour map's last colour. A CAM is upsampled to the photo first."""
+    from PIL import Image
+
+    from minivgg.explain import overlay as ov
+
+    photo = np.zeros((6, 10, 3), np.float32)
+    photo[..., 0] = 200  # pure red: grey 0.299 * 200
+    m = np.zeros((6, 10), np.float32)
+    m[:, 5:] = 1.0
+    img = np.asarray(ov.overlay(photo, m))
+    assert img.shape == (6, 10, 3)
+    np.testing.assert_allclose(img[:, :5], round(ov.DIM * 0.299 * 200), atol=1)
+    top = (1 - ov.ALPHA) * ov.DIM * 0.299 * 200 + ov.ALPHA * ov.CMAPS[ov.CMAP][255].astype(np.float32)
+    np.testing.assert_allclose(img[:, 5:], np.broadcast_to(np.round(top), (6, 5, 3)), atol=1)
+    assert np.asarray(ov.overlay(photo, np.ones((3, 5, 3)))).shape == (6, 10, 3)  # (H, W, 3) at another size: upsampled view
+    assert ov.scale(np.full((4, 4), 2.0)).max() == 0  # a constant map shows nothing
+    ov.save(Image.fromarray(img), tmp_path / "a.png")
+    ov.save(Image.fromarray(img), tmp_path / "a.jpg")
+    ov.save_npy(m, tmp_path / "m.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), m)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a.png", "m.npy"]  # no temporary left
+    with pytest.raises(MinivggError, match="png or .jpg"):
+        ov.save(Image.fromarray(img), tmp_path / "a.gif")
+
+
 @pytest.mark.parametrize("h, w, H, W", [(3, 5, 48, 80), (14, 14, 224, 224), (7, 4, 9, 30), (2, 3, 2, 3), (5, 6, 3, 4)])
 def test_upsample_equals_its_naive_twin(h, w, H, W):
     cam = np.random.default_rng(h * w).uniform(0, 1, (2, h, w)).astype(np.float32)

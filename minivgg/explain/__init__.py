@@ -14,7 +14,8 @@ activation); an int or one per image (``targets.py``). The methods, one module p
 - ``cam.py``, from one conv layer: ``grad_cam`` and ``layer_cam`` -> the raw (N, h, w) map,
   ``guided_grad_cam`` -> (N, H, W, 3); ``upsample`` and ``normalize`` to put a CAM on the image.
 - ``sanity.py``: ``cascading_randomization`` (Adebayo et al. 2018) and ``spearman``.
-- ``overlay.py`` and ``page.py``: heat maps over the photo, and the page of ``scripts/explain.py``.
+- ``overlay.py`` and ``page.py``: heat maps over the photo, and the page of ``scripts/explain.py``;
+  ``cli.py``: that command (``minivgg-explain``).
 """
 from .cam import grad_cam, guided_grad_cam, layer_cam, normalize, upsample
 from .gradient_maps import deconvnet, guided_backprop, integrated_gradients, saliency, smoothgrad
