@@ -37,6 +37,14 @@ Two versions, side by side:
   channels, with the padding fused in; the 36 GEMMs as one batched ``np.matmul`` through BLAS.
   V and M live in scratch buffers kept between calls, and a large layer (or batch) goes through
   in blocks of tiles so that they stay bounded (``BLOCK_FLOATS``).
+
+Batch invariance. Each image of a batch comes out bit for bit as it does alone, so a feature map
+does not depend on which images shared its batch (minivgg-visualize on many images writes the same
+files as on each one). The transforms work tile by tile, so they are; a GEMM's rounding is not, in
+general: BLAS picks its kernels by the matrix sizes (a single row goes through a matrix-vector
+kernel, and measured here a (3, 512) @ (512, 512) product rounds differently from a (4, 512) one).
+So the GEMMs never mix images: an image larger than a block is cut at the same tiles whatever its
+batch, and the images of a block get one GEMM each, of exactly the size they get alone.
 """
 import threading
 
@@ -289,7 +297,9 @@ def conv3x3_winograd(x, U, b, relu=False):
     - out: (N, H, W, K) float32, C-contiguous: stride 1, pad 1, so H' = H and W' = W
 
     The tiles go through in blocks of at most ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M, the
-    two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size.
+    two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size. Blocks hold
+    whole images (or, for a large image, the same part of each), one GEMM per image: out[n] is
+    bit for bit what x[n:n+1] gives alone (see "Batch invariance" above).
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 4:
@@ -303,15 +313,21 @@ def conv3x3_winograd(x, U, b, relu=False):
     U = np.ascontiguousarray(U, dtype=np.float32)
     b = np.ascontiguousarray(b, dtype=np.float32)
     TH, TW = tiles(H, W)
-    T = N * TH * TW
-    block = max(1, min(T, BLOCK_FLOATS // (PATCH * PATCH * max(C, K))))  # tiles per block
+    P = TH * TW  # tiles per image
+    most = max(1, BLOCK_FLOATS // (PATCH * PATCH * max(C, K)))  # tiles per block, at most
+    if P >= most:  # an image spans blocks, cut at the same tiles in every image: (first tile, count, per GEMM)
+        blocks = [(n * P + s, min(most, P - s), min(most, P - s)) for n in range(N) for s in range(0, P, most)]
+    else:  # whole images per block, one GEMM each
+        g = most // P  # images per block
+        blocks = [(n * P, min(g, N - n) * P, P) for n in range(0, N, g)]
+    block = max(count for _, count, _ in blocks)
     v_buf, m_buf = _scratch("V", PATCH * PATCH * block * C), _scratch("M", PATCH * PATCH * block * K)
     out = np.empty((N, H, W, K), dtype=np.float32)
-    for t0 in range(0, T, block):
-        Tb = min(block, T - t0)
+    for t0, Tb, per in blocks:
         V = v_buf[:PATCH * PATCH * Tb * C].reshape(PATCH * PATCH, Tb, C)  # (36, Tb, C)
         M = m_buf[:PATCH * PATCH * Tb * K].reshape(PATCH * PATCH, Tb, K)  # (36, Tb, K)
         _input_transform(x, TH, TW, t0, V)
-        np.matmul(V, U, out=M)  # 36 GEMMs: (36, Tb, C) @ (36, C, K) -> (36, Tb, K)
+        for s in range(0, Tb, per):  # readable form: np.matmul(V, U, out=M), one GEMM for all the tiles
+            np.matmul(V[:, s:s + per], U, out=M[:, s:s + per])  # 36 GEMMs: (36, per, C) @ (36, C, K) -> (36, per, K)
         _output_transform(M, b, bool(relu), TH, TW, t0, out)
     return out

@@ -144,6 +144,22 @@ def test_tiles_in_blocks_give_the_same_result(monkeypatch, block_floats):
     assert_close(blocked, conv2d_naive(x, w, b, stride=1, pad=1, relu=True))
 
 
+@pytest.mark.parametrize("H, W, block_floats", [(4, 3, None), (6, 9, None), (13, 10, 36 * 512 * 5)])
+def test_each_image_of_a_batch_is_bit_for_bit_as_alone(monkeypatch, H, W, block_floats):
+    # 1 tile per image (a single row: BLAS's matrix-vector kernel when alone), 6 tiles, and images
+    # larger than a block (12 tiles, blocks of 5 with max(C, K) = 512). Exact equality: this is what lets many-image runs
+    # write the same bytes as one-image runs.
+    if block_floats:
+        monkeypatch.setattr(wg, "BLOCK_FLOATS", block_floats)
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, 3, (5, H, W, 512)).astype(np.float32)  # block5's C = K = 512: long sums round apart
+    w = (rng.standard_normal((3, 3, 512, 512)) * np.sqrt(2 / (9 * 512))).astype(np.float32)
+    U, b = winograd_kernel(w), rng.uniform(-0.5, 0.5, 512).astype(np.float32)
+    batch = conv3x3_winograd(x, U, b, relu=True)
+    for n in range(5):
+        np.testing.assert_array_equal(batch[n], conv3x3_winograd(x[n:n + 1], U, b, relu=True)[0], err_msg=f"image {n}")
+
+
 def test_vgg16_sized_layer():
     # One real VGG16 shape (block4_conv1 of a 112x112 input: 14x14, 256 -> 512 channels), He-scaled
     # weights as in the model; long sums (2304 terms) are where float32 rounding adds up.
