@@ -33,6 +33,8 @@ kernel (D, U), and fc1's D = 7*7*512 runs over block5_pool flattened in (H, W, C
 ``flatten`` reshapes an NHWC array. ``load_params`` checks every shape against the model's table.
 """
 
+import mmap
+
 import h5py
 import numpy as np
 
@@ -229,3 +231,18 @@ def load_params(f, expected, title="VGG16", ignore=(), hint=""):
         kernel, bias = (np.ascontiguousarray(a) for a in arrays)
         params[name] = (kernel, bias)
     return params
+
+
+def release(*arrays):
+    """Drop the pages of weight arrays mapped from a file (``_read``) from this process's memory.
+
+    Memory hygiene for long runs: a mapped layer's pages count in the process's resident memory
+    from its first use on (all 58 MB of the notop file by block5, fc1's 411 MB with the top).
+    Released, they stay in the OS's file cache, and the next use maps them back without reading
+    the disk. Arrays that are not mapped (read, or random) are left alone.
+    """
+    for a in arrays:
+        while a is not None and not isinstance(getattr(a, "_mmap", None), mmap.mmap):
+            a = getattr(a, "base", None)  # np.ascontiguousarray(memmap) is a view: its base is the memmap
+        if a is not None:
+            a._mmap.madvise(mmap.MADV_DONTNEED)
