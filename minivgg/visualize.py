@@ -80,8 +80,14 @@ def colour_index(a, lo, hi):
     channel, e.g. a dead one that is all zero) everything gets the first colour, as in matplotlib.
     """
     span = np.where(hi > lo, hi - lo, 1).astype(np.float32)  # (C,); 1 avoids 0/0 for constant channels
-    t = np.clip((a - lo) / span, 0, 1)  # (H, W, C) in [0, 1], broadcast over H, W
-    index = np.minimum(t * 256, 255).astype(np.uint8)  # floor(t * 256), and t == 1 -> 255
+    # Readable form: t = np.clip((a - lo) / span, 0, 1); index = np.minimum(t * 256, 255).astype(np.uint8).
+    # The same operations in place on one (H, W, C) float32 buffer instead of four (block1: 12.8 MB each).
+    t = a - lo  # (H, W, C), broadcast over H, W
+    t /= span
+    np.clip(t, 0, 1, out=t)  # in [0, 1]
+    t *= 256
+    np.minimum(t, 255, out=t)  # floor(t * 256) below, and t == 1 -> 255
+    index = t.astype(np.uint8)
     return np.ascontiguousarray(index.transpose(2, 0, 1))  # (H, W, C) -> (C, H, W)
 
 

@@ -244,3 +244,46 @@ def test_explain_page_loads_every_image_without_errors(chromium, explain_report)
               or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
               or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
     assert errors == []
+
+
+@pytest.fixture(scope="session")
+def many_report(weights_notop, photo, tmp_path_factory):
+    """A many-image run: three images (one a folder away, one with a space and a '#' in its name) and
+    one that cannot be read, at 64x64."""
+    root = tmp_path_factory.mktemp("browser-many")
+    rgb = Image.open(photo).convert("RGB").resize((80, 100))
+    (root / "in" / "more").mkdir(parents=True)
+    rgb.save(root / "in" / "hopper.jpg")
+    rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / "in" / "more" / "mirror #1.png")
+    rgb.convert("L").save(root / "in" / "more" / "grey.png")
+    (root / "in" / "broken.jpg").write_bytes((root / "in" / "hopper.jpg").read_bytes()[:300])
+    code = visualize_cli.main([str(root / "in" / "hopper.jpg"), str(root / "in" / "broken.jpg"), str(root / "in" / "more"),
+                               "--size", "64", "--weights", str(weights_notop), "--out", str(root / "out"), "--quiet"])
+    assert code == 1  # one image could not be read
+    return root / "out" / "index.html"
+
+
+def test_summary_page_loads_every_image_without_errors(chromium, many_report):
+    for domain in ("Page", "Runtime", "Log", "Network"):
+        chromium.call(f"{domain}.enable")
+    chromium.events.clear()
+    chromium.call("Page.navigate", url=many_report.as_uri())
+    chromium.wait_for("Page.loadEventFired")
+    found = json.loads(chromium.call("Runtime.evaluate", returnByValue=True, expression=(
+        "JSON.stringify({images: [...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]),"
+        " links: [...document.querySelectorAll('.card h2 a')].map(a => a.href),"
+        " failed: [...document.querySelectorAll('.card.failed h2')].map(h => h.textContent)})"
+    ))["result"]["value"])
+    assert len(found["images"]) == 2 * 3  # a thumbnail and a side-by-side grid per image read
+    assert [src for src, complete, width in found["images"] if not (complete and width > 0)] == []
+    assert found["failed"] == ["broken.jpg"]
+    folder = many_report.parent
+    assert found["links"] == [(folder / name / "index.html").as_uri() for name in ("hopper", "grey", "mirror #1")]
+
+    chromium.call("Runtime.evaluate", expression="0")  # flush events that arrived after the load
+    requested = [e["params"]["request"]["url"] for e in chromium.events if e["method"] == "Network.requestWillBeSent"]
+    assert requested and all(u.startswith(folder.as_uri() + "/") for u in requested), requested
+    errors = [e for e in chromium.events if e["method"] in ("Runtime.exceptionThrown", "Network.loadingFailed")
+              or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
+              or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
+    assert errors == []

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg import download, report, visualize_cli
+from minivgg import download, pipeline, report, visualize_cli
 from minivgg.errors import MinivggError
 from minivgg.imagenet import decode_predictions
 from minivgg.preprocess import load_image, preprocess_input
@@ -286,7 +286,8 @@ def test_bad_images_are_refused(photo, tmp_path, capsys, monkeypatch):
     Image.new("RGB", (100, 100)).save(tmp_path / "bomb.png")
     fails([tmp_path / "notes.txt", "--weights", w, "--out", tmp_path / "o"], capsys, "not an image")
     fails([tmp_path / "cut.jpg", "--weights", w, "--out", tmp_path / "o"], capsys, "truncated")
-    fails([tmp_path, "--weights", w, "--out", tmp_path / "o"], capsys, "directory")
+    (tmp_path / "empty").mkdir()  # a folder is many images (tests/test_visualize_many.py); this one has none
+    fails([tmp_path / "empty", "--weights", w, "--out", tmp_path / "o"], capsys, "no image files")
     fails([tmp_path / "missing.jpg", "--weights", w, "--out", tmp_path / "o"], capsys, "not found")
     fails([tmp_path / "tiny.png", "--weights", w, "--out", tmp_path / "o"], capsys, "too small")
     fails([photo, "--weights", w, "--out", tmp_path / "o", "--size", 16], capsys, "too small")
@@ -387,14 +388,14 @@ def test_failure_midway_and_interrupt_leave_no_page(weights_notop, photo, tmp_pa
             raise OSError(28, "No space left on device", str(path))
         image.save(path, "JPEG")
 
-    monkeypatch.setattr(visualize_cli, "save_image", failing_save)
+    monkeypatch.setattr(pipeline, "save_image", failing_save)  # the writer threads save through it
     fails([photo, "--weights", weights_notop, "--out", tmp_path], capsys, "no space left")
     assert not (tmp_path / "index.html").exists()
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(visualize_cli, "grid", interrupt)
+    monkeypatch.setattr(pipeline, "grid", interrupt)  # raised in a writer thread, re-raised in the main one
     code, out, err = run([photo, "--weights", weights_notop, "--out", tmp_path], capsys)
     assert code == 130 and "Traceback" not in err
     assert not (tmp_path / "index.html").exists() and not [f for f in os.listdir(tmp_path) if f.startswith(".")]
