@@ -356,13 +356,17 @@ class VGG:
       (True, the default: ~235 MB for VGG16, 4x its conv kernels), or transform each kernel as its
       layer runs and drop it after (False: the same work for one pass, ~5 ms a layer more per later
       pass). ``minivgg-visualize`` uses False.
+    - ``batch_invariant``: each image of a batch gives, bit for bit, the activations it gives alone
+      (``conv3x3_winograd(per_image=True)``; False, the default, lets a batch share its Winograd
+      GEMMs, which is faster). ``minivgg-visualize`` uses True: its many-image runs write the bytes
+      one-image runs write.
 
     ``VGG(weights=FILE)`` takes the architecture from the file; ``VGG16`` and ``VGG19`` insist on theirs.
     """
 
     ARCH = None  # "vgg16" or "vgg19" in the subclasses; None: learn it from the file
 
-    def __init__(self, weights="imagenet", include_top=None, method="auto", keep_transformed=True):
+    def __init__(self, weights="imagenet", include_top=None, method="auto", keep_transformed=True, batch_invariant=False):
         self.arch = self.ARCH or "vgg16"
         if weights is None:
             self.layers = layers(self.arch, include_top is not False)
@@ -381,6 +385,7 @@ class VGG:
         # self.input_size: the (H, W) a flatten head needs, None when any size >= MIN_SIZE works
         self.method = method
         self.keep_transformed = keep_transformed
+        self.batch_invariant = batch_invariant
         self.plan = plan(method, self.layers)
         # Winograd layers: the kernel transform U = G g G^T, done once here rather than on every call,
         # unless told not to keep them (then ``forward`` transforms each kernel as its layer runs).
@@ -439,7 +444,7 @@ class VGG:
                 kernel, bias = self.params[row.name]
                 if self.plan[row.name] == "winograd":  # the kernel transformed at load, or now and dropped after
                     U = self._winograd[row.name] if row.name in self._winograd else winograd_kernel(kernel)
-                    x = conv3x3_winograd(x, U, bias, relu=row.activation == "relu")
+                    x = conv3x3_winograd(x, U, bias, relu=row.activation == "relu", per_image=self.batch_invariant)
                     del U  # not kept: freed before the next layer transforms its own
                 else:
                     x = conv_methods.conv2d(

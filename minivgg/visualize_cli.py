@@ -185,13 +185,13 @@ def load_model(weights, size, quiet, arch=None):
     cls = MODELS[arch]
     if weights is None and size != TOP_SIZE:
         weights = conv_weights(arch or "vgg16")
-    model = cls(weights=weights or "imagenet", keep_transformed=False)
+    model = cls(weights=weights or "imagenet", keep_transformed=False, batch_invariant=True)
     if model.input_size is not None and model.input_size != (size, size):
         h, w = model.input_size
         if not quiet:
             print(f"note: --size {size}: the top of these weights takes {h}x{w} images; "
                   "using the conv layers only, no predictions", file=sys.stderr)
-        model = cls(weights=model.weights_path, include_top=False, keep_transformed=False)
+        model = cls(weights=model.weights_path, include_top=False, keep_transformed=False, batch_invariant=True)
     return model
 
 

@@ -38,13 +38,18 @@ Two versions, side by side:
   V and M live in scratch buffers kept between calls, and a large layer (or batch) goes through
   in blocks of tiles so that they stay bounded (``BLOCK_FLOATS``).
 
-Batch invariance. Each image of a batch comes out bit for bit as it does alone, so a feature map
-does not depend on which images shared its batch (minivgg-visualize on many images writes the same
-files as on each one). The transforms work tile by tile, so they are; a GEMM's rounding is not, in
-general: BLAS picks its kernels by the matrix sizes (a single row goes through a matrix-vector
-kernel, and measured here a (3, 512) @ (512, 512) product rounds differently from a (4, 512) one).
-So the GEMMs never mix images: an image larger than a block is cut at the same tiles whatever its
-batch, and the images of a block get one GEMM each, of exactly the size they get alone.
+Batch invariance, on request (``per_image=True``). Then each image of a batch comes out bit for bit
+as it does alone, so a feature map does not depend on which images shared its batch
+(minivgg-visualize on many images writes the same files as on each one). The transforms work tile
+by tile, so they are; a GEMM's rounding is not, in general: BLAS picks its kernels by the matrix
+sizes (a single row goes through a matrix-vector kernel, and measured here a (3, 512) @ (512, 512)
+product rounds differently from a (4, 512) one). So with ``per_image`` the GEMMs never mix images:
+an image larger than a block is cut at the same tiles whatever its batch, and the images of a block
+get one GEMM each, of exactly the size they get alone. It is not the default because it gives up
+what a batch buys: on small maps (block5 at 14x14 is 16 tiles an image) one GEMM per image reads
+all of U (36 MB for 512 -> 512) once per image instead of once per block, and the GEMMs become
+memory-bound. Batched work that needs no such guarantee (gradients, SmoothGrad, feature
+visualisation) keeps the one GEMM per block.
 """
 import threading
 
@@ -286,20 +291,22 @@ def _scratch(name, size):
     return buf[:size]
 
 
-def conv3x3_winograd(x, U, b, relu=False):
+def conv3x3_winograd(x, U, b, relu=False, per_image=False):
     """Fast Winograd F(4x4, 3x3) convolution; same result as ``conv3x3_winograd_naive``.
 
     Inputs:
     - x: (N, H, W, C) float32 (other float dtypes are converted)
     - U: (36, C, K) float32, the transformed kernel from ``winograd_kernel(w)``
     - b: (K,);  relu: apply max(., 0), fused in the output transform
+    - per_image: GEMMs never mix images, so out[n] is bit for bit what x[n:n+1] gives alone (see
+      "Batch invariance" above); False (default): one GEMM per block of tiles, faster on a batch
     Returns:
     - out: (N, H, W, K) float32, C-contiguous: stride 1, pad 1, so H' = H and W' = W
 
     The tiles go through in blocks of at most ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M, the
-    two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size. Blocks hold
-    whole images (or, for a large image, the same part of each), one GEMM per image: out[n] is
-    bit for bit what x[n:n+1] gives alone (see "Batch invariance" above).
+    two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size. With
+    ``per_image``, blocks hold whole images (or, for a large image, the same part of each), one GEMM
+    per image.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 4:
@@ -315,7 +322,9 @@ def conv3x3_winograd(x, U, b, relu=False):
     TH, TW = tiles(H, W)
     P = TH * TW  # tiles per image
     most = max(1, BLOCK_FLOATS // (PATCH * PATCH * max(C, K)))  # tiles per block, at most
-    if P >= most:  # an image spans blocks, cut at the same tiles in every image: (first tile, count, per GEMM)
+    if not per_image:  # blocks of ``most`` tiles, one GEMM each, images mixed: (first tile, count, per GEMM)
+        blocks = [(t0, min(most, N * P - t0), min(most, N * P - t0)) for t0 in range(0, N * P, most)]
+    elif P >= most:  # an image spans blocks, cut at the same tiles in every image: (first tile, count, per GEMM)
         blocks = [(n * P + s, min(most, P - s), min(most, P - s)) for n in range(N) for s in range(0, P, most)]
     else:  # whole images per block, one GEMM each
         g = most // P  # images per block

@@ -155,9 +155,11 @@ def test_each_image_of_a_batch_is_bit_for_bit_as_alone(monkeypatch, H, W, block_
     x = rng.uniform(0, 3, (5, H, W, 512)).astype(np.float32)  # block5's C = K = 512: long sums round apart
     w = (rng.standard_normal((3, 3, 512, 512)) * np.sqrt(2 / (9 * 512))).astype(np.float32)
     U, b = winograd_kernel(w), rng.uniform(-0.5, 0.5, 512).astype(np.float32)
-    batch = conv3x3_winograd(x, U, b, relu=True)
+    batch = conv3x3_winograd(x, U, b, relu=True, per_image=True)
     for n in range(5):
-        np.testing.assert_array_equal(batch[n], conv3x3_winograd(x[n:n + 1], U, b, relu=True)[0], err_msg=f"image {n}")
+        alone = conv3x3_winograd(x[n:n + 1], U, b, relu=True, per_image=True)[0]
+        np.testing.assert_array_equal(batch[n], alone, err_msg=f"image {n}")
+        assert_close(alone, conv3x3_winograd(x[n:n + 1], U, b, relu=True)[0])  # the same, but for rounding, as the default
 
 
 def test_vgg16_sized_layer():
