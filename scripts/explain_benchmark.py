@@ -233,26 +233,26 @@ def main(argv=None):
         print(f"error: minivgg and TensorFlow disagree on {', '.join(bad)} (bar {TOL:g}); nothing timed", file=sys.stderr)
         return 1
 
-    # Time: interleaved, medians.
-    ours_t, theirs_t = {n: [] for n in names}, {n: [] for n in names}
-    for _ in range(args.repeats):
-        for name in names:
-            t0 = time.perf_counter()
-            OURS[name](model, x, target)
-            t1 = time.perf_counter()
-            theirs[name]()
-            t2 = time.perf_counter()
-            ours_t[name].append(t1 - t0)
-            theirs_t[name].append(t2 - t1)
+    # Time: interleaved, medians; each method's row printed as soon as it is measured.
     med = lambda v: float(np.median(v))
     what = f"class {target} logit, top" if not args.no_top else f"mean of {target[0]} channel {target[1]}, no top"
     print(f"one image {args.size}x{args.size}, {what}; SmoothGrad {args.samples} samples, IG {args.steps} steps, "
           f"batch {B}; {threads} threads; load average {os.getloadavg()[0]:.1f}; median of {args.repeats}")
     print(f"| method | minivgg | TensorFlow {tf_version} | ratio | agreement |")
-    print("|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|", flush=True)
     for name in names:
-        o, th = med(ours_t[name]), med(theirs_t[name])
-        print(f"| {name} | {1000 * o:.0f} ms | {1000 * th:.0f} ms | {o / th:.2f}x | {errors[name]:.1e} |")
+        ours_t, theirs_t = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            OURS[name](model, x, target)
+            t1 = time.perf_counter()
+            theirs[name]()
+            t2 = time.perf_counter()
+            ours_t.append(t1 - t0)
+            theirs_t.append(t2 - t1)
+        o, th = med(ours_t), med(theirs_t)
+        print(f"| {name} | {1000 * o:.0f} ms | {1000 * th:.0f} ms | {o / th:.2f}x | {errors[name]:.1e} |", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
     if args.default_run:
         script = Path(__file__).resolve().parent / "explain.py"
