@@ -101,6 +101,21 @@ def test_errors_are_one_line_and_keep_the_earlier_output(first_run, weights_noto
     assert snapshot(out) == before
 
 
+def test_vgg19_by_its_file_or_by_arch(vgg19_notop, weights_notop, photo, capsys, tmp_path):
+    """A VGG19 file is detected (its block5_conv4 is a valid --layer), --arch vgg19 says the same, and
+    --arch vgg16 with that file is refused in one line naming VGG19."""
+    argv = [str(photo), "--channel", "block5_conv4:0", *CHEAP, "--methods", "saliency", "grad_cam", "--layer",
+            "block5_conv4", "--no-sanity", "--weights", str(vgg19_notop), "--quiet"]
+    for extra, out in ([], tmp_path / "detected"), (["--arch", "vgg19"], tmp_path / "named"):
+        assert cli.main([*argv, *extra, "--out", str(out)]) == 0, capsys.readouterr().err
+        assert np.load(out / "block5_conv4-0_grad_cam.npy").shape == (3, 3)
+        assert "VGG19" in (out / "index.html").read_text("utf-8")
+    capsys.readouterr()
+    assert cli.main([*argv, "--arch", "vgg16", "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "VGG19" in err, err
+
+
 def test_class_outside_the_head_is_refused(weights_top, photo, capsys, tmp_path):
     code = cli.main([str(photo), "--class", "1000", "--weights", str(weights_top), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err

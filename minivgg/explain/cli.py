@@ -4,6 +4,7 @@
     minivgg-explain photo.jpg --top 3 --json why.json  # a row per class of the top 3, and the figures as JSON
     minivgg-explain photo.jpg --class 281 --methods saliency grad_cam --layer block4_conv3
     minivgg-explain photo.jpg --channel block5_conv3:17 --size 160   # a channel's mean (conv layers only)
+    minivgg-explain photo.jpg --arch vgg19 --layer block5_conv4      # VGG19 (a --weights file says which itself)
 
 Writes to ``--out`` (default ``activations/explain_<image name>/``, a sibling of visualize.py's
 ``activations/<image name>/``, so their pages link to each other): ``original.png`` (the image as the
@@ -44,8 +45,8 @@ from .. import report
 from ..errors import MinivggError
 from ..imagenet import load_class_index, top_classes
 from ..preprocess import load_image, preprocess_input
-from ..vgg import MIN_SIZE, TOP_SIZE, VGG
-from ..visualize_cli import conv_weights
+from ..vgg import ARCHS, MIN_SIZE, TOP_SIZE
+from ..visualize_cli import MODELS, conv_weights
 from . import METHODS
 from . import page as pages
 from .cam import DEFAULT_LAYER
@@ -81,7 +82,9 @@ def parse_args(argv):
     p.add_argument("--out", help="output folder (default: activations/explain_<image name>/)")
     p.add_argument("--json", metavar="FILE", help="also write the figures (times, sanity, IG's gap) as JSON")
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity check (the run is several times faster)")
-    p.add_argument("--weights", help="a Keras VGG16 or VGG19 file (default: the published one, found or downloaded)")
+    p.add_argument("--arch", choices=tuple(ARCHS), help="the network (default: the one the --weights file holds, else vgg16)")
+    p.add_argument("--weights", help="a Keras VGG16 or VGG19 file (default: the published one of --arch, found or "
+                                     "downloaded)")
     p.add_argument("--quiet", action="store_true", help="print only the page's path")
     return p.parse_args(argv)
 
@@ -110,12 +113,13 @@ def check_args(args):
 
 def load_model(args, channel):
     """The network: with its top for a class target (refused if the file has none), the conv layers
-    alone for a channel."""
+    alone for a channel. ``--arch`` picks the network; without it, the file's (VGG16 when none is given)."""
+    cls = MODELS[args.arch]
     if channel is not None:
-        return VGG(weights=args.weights or conv_weights(), include_top=False)
+        return cls(weights=args.weights or conv_weights(args.arch or "vgg16"), include_top=False)
     if args.weights is None:
-        return VGG(weights="imagenet", include_top=True)
-    model = VGG(weights=args.weights)
+        return cls(weights="imagenet", include_top=True)
+    model = cls(weights=args.weights)
     if not model.include_top:
         raise MinivggError(f"--weights {args.weights} has no top (fc1, fc2, predictions), so no class scores to "
                            "explain: use the full file, or --channel LAYER:K")
@@ -303,7 +307,7 @@ def build(args, model, photo, x, targets, predictions, methods, tmp, out, say, t
         "time": f"{seconds:.1f} s in all",
     }
     text = pages.page(Path(args.image).name, "original.png", predictions, rows, settings, steps,
-                      related=report.related_html(out))
+                      related=report.related_html(out), title=model.title)
     report.write_page(tmp / "index.html", text)
     return {"image": str(args.image), "weights": str(model.weights_path), "size": [H, W], "layer": args.layer,
             "samples": args.samples, "steps": args.steps, "sanity": not args.no_sanity,

@@ -117,13 +117,14 @@ svg.sanity { display: block; margin-top: .4em; }
 """
 
 
-def page(image_name, photo_file, predictions, targets, settings, sanity_steps=None, related=""):
+def page(image_name, photo_file, predictions, targets, settings, sanity_steps=None, related="", title="VGG16"):
     """The whole page as a string.
 
     - photo_file: the image as the network saw it (RGB); predictions: [(id, name, score)] or None
     - targets: [Target], a row each; settings: label -> value shown at the top
     - sanity_steps: the randomisation steps' labels (["top", "block5", ...]) or None (no sanity check)
     - related: the block of links to sibling pages (``report.related_html``)
+    - title: the network ("VGG16" or "VGG19")
     """
     e = html.escape
     methods = [c.method for c in targets[0].cells] if targets else []
@@ -145,10 +146,10 @@ def page(image_name, photo_file, predictions, targets, settings, sanity_steps=No
         sanity = '<p class="note">No sanity check in this run (--no-sanity).</p>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{report.page_meta("explain")}
-<title>Why VGG16 chose its class: attribution maps of {e(image_name)}</title>
+<title>Why {e(title)} chose its class: attribution maps of {e(image_name)}</title>
 <style>{STYLE}</style></head>
 <body>
-<h1>Why VGG16 chose its class: {e(image_name)}</h1>
+<h1>Why {e(title)} chose its class: {e(image_name)}</h1>
 {related or report.related_html(None)}
 <p class="intro">Each map says which pixels of the photo the target's score S depends on (for a class,
 its score before the softmax; for a channel, its mean activation), by one attribution method per
