@@ -19,6 +19,7 @@ sleep instead of spinning. So unless the user chose a layer (``NUMBA_THREADING_L
 selects ``workqueue`` before any parallel kernel runs. (The other cure, ``OMP_WAIT_POLICY=passive``, must be set before the
 process starts, which a library cannot do.)
 """
+import ctypes
 import os
 
 import numba
@@ -28,3 +29,28 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 PARALLEL = dict(cache=True, parallel=True)
+
+
+def blas_threads(n):
+    """Make NumPy's OpenBLAS use ``n`` threads from now on; returns how many it used, or None where
+    NumPy's BLAS is not an OpenBLAS found in this process (then nothing changes).
+
+    ``OPENBLAS_NUM_THREADS`` only counts before NumPy is imported; this works any time, by calling
+    OpenBLAS's own setter in the library NumPy loaded (found in /proc/self/maps, Linux). OpenBLAS's
+    workers spin while they wait for the next GEMM: with other busy threads on the same cores (the
+    grid writers of ``pipeline.py``) they fight them for the cores.
+    """
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})
+    except OSError:
+        return None
+    for path in paths:
+        lib = ctypes.CDLL(path)
+        for prefix, suffix in (("scipy_", "64_"), ("", ""), ("", "64_"), ("scipy_", "")):
+            get, put = (getattr(lib, f"{prefix}openblas_{what}_num_threads{suffix}", None) for what in ("get", "set"))
+            if get is not None and put is not None:
+                old = get()
+                put(ctypes.c_int(n))
+                return old
+    return None
