@@ -15,8 +15,10 @@ GIL for their work, so the writers and the network's Numba and BLAS threads shar
 Every file is written under a temporary name in its folder, then renamed (``os.replace``, atomic):
 an interrupted or failed run leaves whole files only. An image's page is written last, after all of
 its grids. A writer that fails stops the others; its error is raised in the main thread (``check``).
-One image's grids and page are the same bytes whichever batch it was in: the kernels compute each
-image of a batch as they compute it alone (tests/test_visualize_many.py holds them to it).
+One image's grids and page are the same bytes whichever batch it was in: the conv layers compute each
+image of a batch bit for bit as they compute it alone (``winograd.py``, "Batch invariance";
+tests/test_visualize_many.py holds the files to it). The top's dense layers are one GEMM per batch:
+their scores may differ in the last bits, which the page's one-decimal percentages do not show.
 """
 import os
 import queue
