@@ -8,3 +8,12 @@ traceback. Anything else that escapes is a bug in minivgg.
 
 class MinivggError(Exception):
     """A user-facing error: bad input, unusable weights, no network, an unwritable folder."""
+
+
+def error_line(e):
+    """The one line a command prints for a MinivggError, or for an OSError while it writes its output
+    (a full disk, a folder that went away): ``error: <why>[: <file>]``."""
+    if isinstance(e, MinivggError):
+        return f"error: {e}"
+    why = e.strerror or str(e) or type(e).__name__
+    return f"error: {why}: {e.filename}" if e.filename else f"error: {why}"

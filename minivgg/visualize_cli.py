@@ -49,7 +49,7 @@ import time
 from pathlib import Path
 
 from . import pipeline, report, summary_page
-from .errors import MinivggError
+from .errors import MinivggError, error_line
 from .image_files import find_images, folder_names
 from .imagenet import read_labels
 from .preprocess import load_image
@@ -399,12 +399,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         page, failed, total = run(args)
-    except MinivggError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:  # writing the output: a full disk, a folder that went away, ...
-        why = e.strerror or str(e) or type(e).__name__
-        print(f"error: {why}: {e.filename}" if e.filename else f"error: {why}", file=sys.stderr)
+    except (MinivggError, OSError) as e:  # OSError: writing the output (a full disk, a folder that went away, ...)
+        print(error_line(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 from .. import report
-from ..errors import MinivggError
+from ..errors import MinivggError, error_line
 from ..imagenet import load_class_index, top_classes
 from ..preprocess import load_image, preprocess_input
 from ..vgg import ARCHS, MIN_SIZE, TOP_SIZE
@@ -344,12 +344,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         page = run(args)
-    except MinivggError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:  # writing the output: a full disk, a folder that went away, ...
-        why = e.strerror or str(e) or type(e).__name__
-        print(f"error: {why}: {e.filename}" if e.filename else f"error: {why}", file=sys.stderr)
+    except (MinivggError, OSError) as e:  # OSError: writing the output (a full disk, a folder that went away, ...)
+        print(error_line(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: the earlier output (if any) is as it was", file=sys.stderr)

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from .. import report
-from ..errors import MinivggError
+from ..errors import MinivggError, error_line
 from ..preprocess import load_image
 from ..vgg import ARCHS, MIN_SIZE, TITLES, TOP_SIZE, conv_base, shapes
 from ..visualize import tile_images
@@ -303,12 +303,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         page, interrupted = run(args)
-    except MinivggError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:  # writing the output: a full disk, a folder that went away, ...
-        why = e.strerror or str(e) or type(e).__name__
-        print(f"error: {why}: {e.filename}" if e.filename else f"error: {why}", file=sys.stderr)
+    except (MinivggError, OSError) as e:  # OSError: writing the output (a full disk, a folder that went away, ...)
+        print(error_line(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # before the optimisation started, or while writing the page
         print("interrupted", file=sys.stderr)
