@@ -99,6 +99,32 @@ class DevTools:
             assert time.monotonic() < deadline, f"no {method} within {TIMEOUT} s"
             self.events.append(json.loads(self.ws.recv()))
 
+    def open(self, page):
+        """Load a page file, recording its requests, console messages and exceptions from the start."""
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable")
+        self.events.clear()
+        self.call("Page.navigate", url=page.as_uri())
+        self.wait_for("Page.loadEventFired")
+
+    def evaluate(self, expression):
+        """The value of a JavaScript expression that returns JSON.stringify(...), decoded."""
+        return json.loads(self.call("Runtime.evaluate", returnByValue=True, expression=expression)["result"]["value"])
+
+    def assert_local_and_clean(self, folder):
+        """Everything the page fetched came from ``folder``, and it logged no error, threw no exception
+        and had no failed request."""
+        self.call("Runtime.evaluate", expression="0")  # flush events that arrived after the load
+        requested = [e["params"]["request"]["url"] for e in self.events if e["method"] == "Network.requestWillBeSent"]
+        assert requested and all(u.startswith(folder.as_uri() + "/") for u in requested), requested
+        errors = [e for e in self.events if e["method"] in ("Runtime.exceptionThrown", "Network.loadingFailed")
+                  or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
+                  or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
+        assert errors == []
+
+
+IMAGES = "[...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])"  # JS: every <img>
+
 
 @pytest.fixture
 def chromium(tmp_path):
@@ -136,13 +162,8 @@ def report(weights_top, photo, tmp_path_factory):
 
 
 def test_page_loads_every_image_without_errors(chromium, report, tmp_path):
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        chromium.call(f"{domain}.enable")
-    chromium.call("Page.navigate", url=report.as_uri())
-    chromium.wait_for("Page.loadEventFired")
-    images = json.loads(chromium.call("Runtime.evaluate", returnByValue=True, expression=(
-        "JSON.stringify([...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]))"
-    ))["result"]["value"])
+    chromium.open(report)
+    images = chromium.evaluate(f"JSON.stringify({IMAGES})")
     assert len(images) == 89 + 1  # every grid and the original
     assert [src for src, complete, width in images if not (complete and width > 0)] == []
 
@@ -158,13 +179,7 @@ def test_page_loads_every_image_without_errors(chromium, report, tmp_path):
     assert img.width >= 1000 and img.height > 2000  # five blocks of grids, not an empty page
     assert len(np.unique(pixels, axis=0)) > 1000  # many colours: the grids were drawn
 
-    chromium.call("Runtime.evaluate", expression="0")  # flush events that arrived after the load
-    requested = [e["params"]["request"]["url"] for e in chromium.events if e["method"] == "Network.requestWillBeSent"]
-    assert requested and all(u.startswith(report.parent.as_uri() + "/") for u in requested), requested
-    errors = [e for e in chromium.events if e["method"] in ("Runtime.exceptionThrown", "Network.loadingFailed")
-              or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
-              or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
-    assert errors == []
+    chromium.assert_local_and_clean(report.parent)
 
 
 @pytest.fixture(scope="session")
@@ -181,28 +196,19 @@ def features_report(weights_notop, photo, tmp_path_factory):
 
 
 def test_features_page_loads_every_image_without_errors(chromium, features_report):
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        chromium.call(f"{domain}.enable")
-    chromium.call("Page.navigate", url=features_report.as_uri())
-    chromium.wait_for("Page.loadEventFired")
-    found = json.loads(chromium.call("Runtime.evaluate", returnByValue=True, expression=(
-        "JSON.stringify({images: [...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]),"
+    chromium.open(features_report)
+    found = chromium.evaluate(
+        f"JSON.stringify({{images: {IMAGES},"
         " curves: document.querySelectorAll('svg.curve polyline').length,"
         " links: [...document.querySelectorAll('nav.related a')].map(a => a.getAttribute('href'))})"
-    ))["result"]["value"])
+    )
     assert len(found["images"]) == 4 + 1  # every channel's image and the grid
     assert [src for src, complete, width in found["images"] if not (complete and width > 0)] == []
     assert found["curves"] == 4
     assert found["links"] == ["../maps/index.html"]  # and the feature-map page links back:
     assert 'href="../feat/index.html"' in (features_report.parent.parent / "maps" / "index.html").read_text("utf-8")
 
-    chromium.call("Runtime.evaluate", expression="0")  # flush events that arrived after the load
-    requested = [e["params"]["request"]["url"] for e in chromium.events if e["method"] == "Network.requestWillBeSent"]
-    assert requested and all(u.startswith(features_report.parent.as_uri() + "/") for u in requested), requested
-    errors = [e for e in chromium.events if e["method"] in ("Runtime.exceptionThrown", "Network.loadingFailed")
-              or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
-              or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
-    assert errors == []
+    chromium.assert_local_and_clean(features_report.parent)
 
 
 @pytest.fixture(scope="session")
@@ -222,28 +228,19 @@ def explain_report(weights_notop, photo, tmp_path_factory):
 def test_explain_page_loads_every_image_without_errors(chromium, explain_report):
     from minivgg.explain import METHODS
 
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        chromium.call(f"{domain}.enable")
-    chromium.call("Page.navigate", url=explain_report.as_uri())
-    chromium.wait_for("Page.loadEventFired")
-    found = json.loads(chromium.call("Runtime.evaluate", returnByValue=True, expression=(
-        "JSON.stringify({images: [...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]),"
+    chromium.open(explain_report)
+    found = chromium.evaluate(
+        f"JSON.stringify({{images: {IMAGES},"
         " sanity: document.querySelectorAll('svg.sanity polyline').length,"
         " links: [...document.querySelectorAll('nav.related a')].map(a => a.getAttribute('href'))})"
-    ))["result"]["value"])
+    )
     assert len(found["images"]) == len(METHODS) + 1  # every method's overlay and the photo
     assert [src for src, complete, width in found["images"] if not (complete and width > 0)] == []
     assert found["sanity"] == len(METHODS)
     assert found["links"] == ["../maps/index.html"]  # and the feature-map page links back:
     assert 'href="../why/index.html"' in (explain_report.parent.parent / "maps" / "index.html").read_text("utf-8")
 
-    chromium.call("Runtime.evaluate", expression="0")  # flush events that arrived after the load
-    requested = [e["params"]["request"]["url"] for e in chromium.events if e["method"] == "Network.requestWillBeSent"]
-    assert requested and all(u.startswith(explain_report.parent.as_uri() + "/") for u in requested), requested
-    errors = [e for e in chromium.events if e["method"] in ("Runtime.exceptionThrown", "Network.loadingFailed")
-              or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
-              or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
-    assert errors == []
+    chromium.assert_local_and_clean(explain_report.parent)
 
 
 @pytest.fixture(scope="session")
@@ -264,26 +261,16 @@ def many_report(weights_notop, photo, tmp_path_factory):
 
 
 def test_summary_page_loads_every_image_without_errors(chromium, many_report):
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        chromium.call(f"{domain}.enable")
-    chromium.events.clear()
-    chromium.call("Page.navigate", url=many_report.as_uri())
-    chromium.wait_for("Page.loadEventFired")
-    found = json.loads(chromium.call("Runtime.evaluate", returnByValue=True, expression=(
-        "JSON.stringify({images: [...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]),"
+    chromium.open(many_report)
+    found = chromium.evaluate(
+        f"JSON.stringify({{images: {IMAGES},"
         " links: [...document.querySelectorAll('.card h2 a')].map(a => a.href),"
         " failed: [...document.querySelectorAll('.card.failed h2')].map(h => h.textContent)})"
-    ))["result"]["value"])
+    )
     assert len(found["images"]) == 2 * 3  # a thumbnail and a side-by-side grid per image read
     assert [src for src, complete, width in found["images"] if not (complete and width > 0)] == []
     assert found["failed"] == ["broken.jpg"]
     folder = many_report.parent
     assert found["links"] == [(folder / name / "index.html").as_uri() for name in ("hopper", "grey", "mirror #1")]
 
-    chromium.call("Runtime.evaluate", expression="0")  # flush events that arrived after the load
-    requested = [e["params"]["request"]["url"] for e in chromium.events if e["method"] == "Network.requestWillBeSent"]
-    assert requested and all(u.startswith(folder.as_uri() + "/") for u in requested), requested
-    errors = [e for e in chromium.events if e["method"] in ("Runtime.exceptionThrown", "Network.loadingFailed")
-              or e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
-              or e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error"]
-    assert errors == []
+    chromium.assert_local_and_clean(folder)
