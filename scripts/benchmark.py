@@ -32,7 +32,10 @@ The frameworks, on the same data and weights:
 - tensorflow: ``tf.nn.conv2d`` (NHWC, the kernel in Keras' HWIO layout as it is) + ``bias_add``
   + ``relu`` in one ``tf.function``, traced by the first call; forward:
   ``keras.applications.VGG16(weights=None, include_top=False)`` with minivgg's weights set into
-  its layers, called through a ``tf.function``.
+  its layers, called through a ``tf.function``; gradients: ``tf.GradientTape`` on that model twice,
+  "tensorflow" inside a ``tf.function`` (a graph: only the ops the input gradient needs) and
+  "tensorflow-eager" run op by op, the way tf-keras-vis and Keras' Grad-CAM example run it (eagerly,
+  each conv's gradient function also computes the kernel's gradient: about twice the work).
 - pytorch: ``torch.nn.functional.conv2d`` (bias included) + ``relu`` in plain NCHW (the input and
   the kernels are converted once, outside the clock; ``--torch-channels-last`` for NHWC memory);
   forward: the same ops run over minivgg's VGG16 table.
@@ -142,9 +145,12 @@ def tensorflow_methods(threads):
         return tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(w), out_backprop=dy,
                                                strides=[1, 1, 1, 1], padding="SAME")
 
-    def load_gradient(params, layer):
+    def load_gradient(params, layer, compiled=True):
         """d(sum(dy * output of ``layer``))/dx through Keras' VGG16 (with its top if params has it;
-        predictions as logits)."""
+        predictions as logits). ``compiled``: the tape inside a ``tf.function`` (traced into a graph,
+        which drops what the input gradient does not need); else run eagerly, op by op, as
+        tf-keras-vis and Keras' own Grad-CAM example run it (then each conv's gradient function also
+        computes the kernel's gradient, which nobody asked for)."""
         top = "predictions" in params
         model = keras.applications.VGG16(weights=None, include_top=top, input_shape=None if top else (None, None, 3))
         for name, (w, b) in params.items():
@@ -153,14 +159,13 @@ def tensorflow_methods(threads):
             model.get_layer("predictions").activation = keras.activations.linear  # the class score, pre-softmax
         model = keras.Model(model.inputs, model.get_layer(layer).output)  # up to the seeded layer
 
-        @tf.function
         def gradient(x, dy):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 loss = tf.reduce_sum(dy * model(x, training=False))
             return tape.gradient(loss, x)
 
-        return gradient
+        return tf.function(gradient) if compiled else gradient
 
     return dict(
         conv=Method(run=lambda x, p: conv(x, *p), load=lambda wb: [tf.constant(a) for a in wb], feed=tf.constant,
@@ -171,6 +176,9 @@ def tensorflow_methods(threads):
                   feed=lambda xdy: tuple(tf.constant(a) for a in xdy), fetch=fetch),
         gradients=lambda layer: Method(run=lambda xdy, f: f(*xdy), load=lambda params: load_gradient(params, layer),
                                        feed=lambda xdy: tuple(tf.constant(a) for a in xdy), fetch=fetch),
+        gradients_eager=lambda layer: Method(run=lambda xdy, f: f(*xdy),
+                                             load=lambda params: load_gradient(params, layer, compiled=False),
+                                             feed=lambda xdy: tuple(tf.constant(a) for a in xdy), fetch=fetch),
         version=tf.__version__,
     )
 
@@ -496,12 +504,13 @@ def run_gradients(table, methods, fw, want_auto, args, tmp):
     fast = [m for m in METHODS if m in methods and m != "naive"]  # the naive twins would take minutes here
     todo = {m: ours(m) for m in fast + (["auto"] if want_auto else [])}
     todo.update({name: f["gradients"](seed_layer) for name, f in fw.items() if "gradients" in f})
+    todo.update({f"{name}-eager": f["gradients_eager"](seed_layer) for name, f in fw.items() if "gradients_eager" in f})
     if not todo:
         return
     ref = bench.reference_gradient(weights, x, seed_layer, dy)  # (N, H, W, 3) float64
     table.section(f"whole network, input gradient of {what} (forward + backward, model.gradients vs "
                   f"TensorFlow's GradientTape); checked against a float64 pass", GRADIENT_COLUMNS)
-    base = None
+    base = {}  # "tensorflow" (tf.function) and "tensorflow-eager": their medians, the ratios' denominators
     for name, method in todo.items():
         err = []
         params = method.load(weights)
@@ -509,15 +518,17 @@ def run_gradients(table, methods, fw, want_auto, args, tmp):
         fetch = method.fetch or (lambda y: y)
         t = bench.time_checked(lambda: method.run(xin, params),
                                lambda out: err.append(bench.check_gradient(name, fetch(out), ref)), args.repeats)
-        base = t.median_ms if name == "tensorflow" else base
+        if name in ("tensorflow", "tensorflow-eager"):
+            base[name] = t.median_ms
         table.add(dict(layer="gradients", kind="gradients", size=args.size, shape=list(x.shape), method=name,
                        median_ms=t.median_ms, first_ms=t.first_ms, times_ms=t.times_ms, rel_error=err[0]))
-    for row in table.results:
-        if row["kind"] == "gradients" and base:
-            row["vs_tensorflow"] = row["median_ms"] / base
-    if base:
-        print("time / TensorFlow's: " + ", ".join(f"{r['method']} {r['vs_tensorflow']:.2f}"
-                                                   for r in table.results if r["kind"] == "gradients"))
+    rows = [r for r in table.results if r["kind"] == "gradients"]
+    for name, ms in base.items():
+        key = "vs_" + name.replace("-", "_")  # vs_tensorflow, vs_tensorflow_eager
+        for row in rows:
+            row[key] = row["median_ms"] / ms
+        what = "in a tf.function" if name == "tensorflow" else "eager, as tf-keras-vis runs it"
+        print(f"time / TensorFlow's ({what}): " + ", ".join(f"{r['method']} {r[key]:.2f}" for r in rows))
 
 
 # ---------------------------------------------------------------- the plot

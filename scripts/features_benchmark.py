@@ -10,13 +10,16 @@ the whole way back, and Adam. TensorFlow does the same step the way a TensorFlow
 same maths in tf ops (``tf.signal.irfft2d``, a matmul for the colours, ``tf.sigmoid``, the same
 bilinear resampling with ``tf.gather``), Keras' VGG16 with the same weights up to the layer below and
 ``tf.nn.conv2d`` for the layer's pre-ReLU output, the objective, ``tf.GradientTape`` for the gradient
-of the spectrum, and Keras' Adam (same lr, betas and epsilon) in one ``tf.function``.
+of the spectrum, and Keras' Adam (same lr, betas and epsilon). Twice, timed side by side: eagerly, op
+by op, as tf-keras-vis' ActivationMaximization runs its steps ("eager"; each conv's gradient function
+then also computes its kernel's gradient, which nobody asked for), and in one ``tf.function``, traced
+into a graph that keeps only the ops the step needs ("graph", the faster baseline).
 
-Before anything is timed, both sides take one step from the same spectrum with the same transform,
+Before anything is timed, all sides take one step from the same spectrum with the same transform,
 and their objectives and gradients are compared (the run stops if they disagree by more than
 ``TOL``). Then each side takes a warm-up pass over the same list of transform draws (JIT compile and
 tf.function tracing, one trace per output size, left out) and a timed pass over the same draws,
-interleaved minivgg, TensorFlow, minivgg, ...: median seconds per step. minivgg's step is also cut into
+interleaved minivgg, TF eager, TF graph, minivgg, ...: median seconds per step. minivgg's step is also cut into
 its parts (parameterisation, transforms, network forward + backward, the chain back, Adam).
 
 Weights: ``--weights FILE`` (a Keras VGG16 file), else random He-normal ones (the time of a step does
@@ -46,8 +49,9 @@ def parse_args(argv):
     return args
 
 
-def tensorflow_step(model, objective, size, lr):
-    """The same step in TensorFlow: returns (step(affine) -> objective values, gradient(p, affine))."""
+def tensorflow_step(model, objective, size, lr, compiled=True):
+    """The same step in TensorFlow, in a ``tf.function`` if ``compiled``, else eager; its own spectrum
+    and Adam state. Returns (step(affine) -> objective values, gradient(p, affine), version)."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -98,14 +102,16 @@ def tensorflow_step(model, objective, size, lr):
         z = tf.nn.conv2d(net(x, training=False), kernel, strides=1, padding="SAME") + bias  # pre-ReLU
         return tf.reduce_mean(tf.gather_nd(tf.transpose(z, (0, 3, 1, 2)), pick), axis=(1, 2))  # (N,)
 
-    @tf.function
+    graph = tf.function if compiled else (lambda f: f)
+
+    @graph
     def gradient(A, oh, ow):
         with tf.GradientTape() as tape:
             values = objective_values(A, oh, ow)
             loss = tf.reduce_sum(values)
         return values, tape.gradient(loss, spectrum)
 
-    @tf.function
+    @graph
     def step(A, oh, ow):
         values, g = gradient(A, oh, ow)
         adam.apply_gradients([(-g, spectrum)])  # ascent
@@ -156,7 +162,9 @@ def main(argv=None):
         return 1
     objective = obj.Objective("channel", args.layer, tuple(range(args.channels)))
     n, s = args.channels, args.size
-    tf_step, tf_grad, tf_version = tensorflow_step(model, objective, s, LEARNING_RATE)
+    sides = ("eager", "graph")  # TensorFlow's two ways: {side: (step, gradient, version)}
+    tf_sides = {side: tensorflow_step(model, objective, s, LEARNING_RATE, compiled=side == "graph") for side in sides}
+    tf_version = tf_sides["graph"][2]
     draws = [T.draw(np.random.default_rng([0, 1, t]), s, s) for t in range(args.repeats)]
 
     # Check first: one gradient from the same spectrum and transform, both sides.
@@ -166,28 +174,28 @@ def main(argv=None):
     x = P.to_network_input(T.resample(image.rgb(), draws[0]))
     dx, ours_values = obj.gradient(model, x, objective)
     ours_grad = image.backward(T.resample_backward(P.to_network_input_backward(dx), draws[0], s, s))
-    tf_values, tf_g = tf_grad(p, draws[0])
-    err_v = float(np.abs(ours_values - tf_values).max() / np.abs(tf_values).max())
-    err_g = float(np.abs(ours_grad - tf_g).max() / np.abs(tf_g).max())
-    print(f"check: objective max|ours - tf| / max|tf| = {err_v:.2e}, gradient of the spectrum {err_g:.2e} (bar {TOL:g})")
-    if not (err_v <= TOL and err_g <= TOL):
-        print("error: minivgg and TensorFlow disagree; nothing timed", file=sys.stderr)
-        return 1
+    for side in sides:
+        tf_values, tf_g = tf_sides[side][1](p, draws[0])
+        err_v = float(np.abs(ours_values - tf_values).max() / np.abs(tf_values).max())
+        err_g = float(np.abs(ours_grad - tf_g).max() / np.abs(tf_g).max())
+        print(f"check against TF {side}: objective max|ours - tf| / max|tf| = {err_v:.2e}, gradient of the spectrum "
+              f"{err_g:.2e} (bar {TOL:g})")
+        if not (err_v <= TOL and err_g <= TOL):
+            print(f"error: minivgg and TensorFlow ({side}) disagree; nothing timed", file=sys.stderr)
+            return 1
 
     # Time: a warm-up pass over the draws (compile, trace), then the timed pass, interleaved.
     run = Run(model, objective, start_image("fourier", n, s, s, 0, objective.targets))
+    steps = {"ours": run.step, **{side: tf_sides[side][0] for side in sides}}
     for affine in draws:
-        run.step(affine)
-        tf_step(affine)
-    ours, theirs = [], []
+        for f in steps.values():
+            f(affine)
+    times = {who: [] for who in steps}
     for affine in draws:
-        t0 = time.perf_counter()
-        run.step(affine)
-        t1 = time.perf_counter()
-        tf_step(affine)
-        t2 = time.perf_counter()
-        ours.append(t1 - t0)
-        theirs.append(t2 - t1)
+        for who, f in steps.items():
+            t0 = time.perf_counter()
+            f(affine)
+            times[who].append(time.perf_counter() - t0)
 
     # minivgg's step in parts (same draws), to see where the time goes.
     parts = {k: [] for k in ("parameterisation", "transforms", "network forward", "network forward + backward",
@@ -215,9 +223,11 @@ def main(argv=None):
     sizes = sorted({a.out_h for a in draws})
     print(f"one step: {n} channels of {args.layer}, {s}x{s} images (network input {sizes[0]} to {sizes[-1]} px), "
           f"{threads} threads, median of {args.repeats}")
-    print(f"  minivgg            {1000 * med(ours):8.0f} ms")
-    print(f"  TensorFlow {tf_version:<7} {1000 * med(theirs):8.0f} ms")
-    print(f"  minivgg / TensorFlow: {med(ours) / med(theirs):.2f}x")
+    ours = med(times["ours"])
+    print(f"  minivgg                  {1000 * ours:8.0f} ms")
+    for side in sides:
+        print(f"  TensorFlow {tf_version} {side:<6}{1000 * med(times[side]):8.0f} ms")
+    print("  minivgg / TensorFlow: " + ", ".join(f"{side} {ours / med(times[side]):.2f}x" for side in sides))
     print("minivgg's step in parts (ms, median):")
     for key, v in parts.items():
         print(f"  {key:<28}{1000 * med(v):8.0f}")

@@ -224,7 +224,9 @@ def test_frameworks_agree_and_are_timed(tf, main, tmp_path):
         rows = {r["method"]: r for r in results if r["kind"] == kind}
         assert set(rows) == {"im2col", "tensorflow"} and all(r["rel_error"] <= bench.TOL for r in rows.values())
     rows = {r["method"]: r for r in results if r["kind"] == "gradients"}
-    assert set(rows) == {"im2col", "tensorflow"} and rows["tensorflow"]["vs_tensorflow"] == 1
+    assert set(rows) == {"im2col", "tensorflow", "tensorflow-eager"}  # the tape compiled and eager
+    assert rows["tensorflow"]["vs_tensorflow"] == 1 and rows["tensorflow-eager"]["vs_tensorflow_eager"] == 1
+    assert rows["im2col"]["vs_tensorflow_eager"] == rows["im2col"]["median_ms"] / rows["tensorflow-eager"]["median_ms"]
     assert all(r["rel_error"] <= bench.GRADIENT_TOL for r in rows.values()), rows
 
 

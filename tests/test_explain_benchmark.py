@@ -36,8 +36,11 @@ def test_checks_every_method_then_times_it(tf, script, capsys):
     assert len(checks) == len(SOME) - 1 == len(rows)
     assert max(checks) < min(rows)  # every check before any timing
     for i in rows:
-        _, name, ours, theirs, ratio, agreement, _ = lines[i].split("|")
-        assert name.strip() in explain.METHODS and float(ratio.strip().rstrip("x")) > 0
+        _, name, ours, eager, eager_ratio, graph, graph_ratio, agreement, _ = lines[i].split("|")
+        ms = {side: float(v.strip().removesuffix(" ms")) for side, v in (("ours", ours), ("eager", eager), ("graph", graph))}
+        assert name.strip() in explain.METHODS and all(v > 0 for v in ms.values())
+        for ratio, side in ((eager_ratio, "eager"), (graph_ratio, "graph")):  # the ratios are of the times printed
+            assert float(ratio.strip().rstrip("x")) == pytest.approx(ms["ours"] / ms[side], rel=0.02, abs=0.01)
         assert float(agreement) <= script["TOL"]
 
 
