@@ -165,6 +165,7 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
 
     # Backward: the rows in reverse; g = dL/d(this row's output).
     grads, wgrads, g = {}, {}, None
+    masked = False  # g is already dL/d(this conv row's pre-activation): the row above fused its ReLU rule
     for i in range(top, -1, -1):
         row, out = rows[i], outs[i]
         a_in = outs[i - 1] if i > 0 else x  # this row's input
@@ -178,7 +179,7 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
                 break  # every gradient asked for is here, and dL/dx is not wanted
         if row.kind == "conv":
             kernel, _ = model.params[row.name]
-            if row.activation == "relu":
+            if row.activation == "relu" and not masked:
                 g = relu_backward(out, g, relu)  # dL/dz, z the pre-activation
             if weights:
                 if model.plan[row.name] == "naive":
@@ -192,7 +193,13 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
                 U_t = winograd_kernel(transpose_kernel(kernel))  # (36, K, C)
                 if model.keep_transformed:  # kept for the next call, as the forward kernels are
                     model._winograd_dx[row.name] = U_t
-            g = conv2d_backward_input(g, kernel, pad=1, method=method, U_t=U_t)  # (N, H, W, C)
+            # The ReLU of the conv row below, if nothing needs dL/d(its output) itself, is fused: one
+            # pass over memory fewer (``conv2d_backward_input(..., relu_below=)``, bit for bit the same).
+            below = rows[i - 1] if i > 0 else None
+            masked = (below is not None and below.kind == "conv" and below.activation == "relu"
+                      and below.name not in keep and below.name not in fixed)
+            relu_below = (outs[i - 1], relu) if masked else None
+            g = conv2d_backward_input(g, kernel, pad=1, method=method, U_t=U_t, relu_below=relu_below)  # (N, H, W, C)
             del U_t
         elif row.kind == "pool":
             g = max_pool2d_backward(a_in, g, size=2, stride=2)

@@ -41,7 +41,7 @@ C and K axes swapped, w_t = ``transpose_kernel(w)`` (KH, KW, K, C). For VGG16's 
 import numpy as np
 
 from .im2col import _check as _check_window, im2col, output_size
-from .relu import bias_relu
+from .relu import bias_relu, relu_backward
 
 METHODS = ("naive", "im2col", "winograd")
 DEFAULT = "im2col"
@@ -154,13 +154,16 @@ def conv2d_backward_naive(x, w, dy, stride=1, pad=0):
     return dxp[:, pad:pad + H, pad:pad + W, :], dw, db  # drop the padding: (N, H, W, C)
 
 
-def conv2d_backward_input(dy, w, pad=1, method=DEFAULT, U_t=None):
+def conv2d_backward_input(dy, w, pad=1, method=DEFAULT, U_t=None, relu_below=None):
     """dL/dx of a stride-1 convolution, as the convolution of dy with ``transpose_kernel(w)``.
 
     Inputs:
     - dy: (N, H', W', K), dL/dout;  w: (KH, KW, C, K) with KH == KW and pad <= KH - 1
     - method: "naive", "im2col" or "winograd" (3x3, pad 1 only; pass U_t = winograd_kernel(
       transpose_kernel(w)), (36, K, C), to reuse a transform done once)
+    - relu_below: None, or (y, rule) when x is the output y of a ReLU: then the result is
+      ``relu_backward(y, dx, rule)``, dL/d(that ReLU's input), the next step down the chain (Winograd
+      does it in its output transform, the others after)
     Returns:
     - dx: (N, H, W, C) float32, H = H' + KH - 1 - 2*pad (= H' for "same")
     """
@@ -173,8 +176,9 @@ def conv2d_backward_input(dy, w, pad=1, method=DEFAULT, U_t=None):
 
         if (KH, pad) != (3, 1):
             raise ValueError("winograd handles 3x3 kernels with pad 1 only")
-        return conv3x3_winograd(dy, U_t, zeros)
-    return conv2d(dy, transpose_kernel(w), zeros, stride=1, pad=KH - 1 - pad, method=method)
+        return conv3x3_winograd(dy, U_t, zeros, relu_below=relu_below)
+    dx = conv2d(dy, transpose_kernel(w), zeros, stride=1, pad=KH - 1 - pad, method=method)
+    return dx if relu_below is None else relu_backward(relu_below[0], dx, relu_below[1])
 
 
 def conv2d_backward_weights(x, dy, kh, kw, stride=1, pad=1):

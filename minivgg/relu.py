@@ -106,14 +106,21 @@ def relu_backward_naive(y, dy, rule="plain"):
     return dy * (dy > 0)  # deconvnet
 
 
+@numba.njit(cache=True)
+def backward_rule(g, y, rule):
+    """One element of dx: g = dL/dy, y the ReLU's output there; rule: 0 plain, 1 guided, 2 deconvnet.
+    Written once, called by ``_relu_backward`` and by the Winograd output transform that fuses it
+    (``winograd.conv3x3_winograd(..., relu_below=...)``)."""
+    if (rule != 2 and y <= 0) or (rule != 0 and g <= 0):
+        return 0.0
+    return g
+
+
 @numba.njit(**PARALLEL)
 def _relu_backward(y, dy, rule, dx):
     # y, dy, dx: (M,); rule: 0 plain, 1 guided, 2 deconvnet
     for i in numba.prange(dy.size):
-        g = dy[i]
-        if (rule != 2 and y[i] <= 0) or (rule != 0 and g <= 0):
-            g = 0.0
-        dx[i] = g
+        dx[i] = backward_rule(dy[i], y[i], rule)
 
 
 def relu_backward(y, dy, rule="plain"):

@@ -57,6 +57,7 @@ import numba
 import numpy as np
 
 from .jit import PARALLEL
+from .relu import backward_rule, check_rule
 
 # Lavin & Gray 2016, section 4.3: F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2, infinity.
 BT = np.array([  # B^T (6, 6): input transform, V = B^T d B
@@ -225,10 +226,12 @@ def _input_transform(x, TH, TW, t0, V):
 
 
 @numba.njit(**PARALLEL)
-def _output_transform(M, b, relu, TH, TW, t0, out):
+def _output_transform(M, b, relu, gate, rule, TH, TW, t0, out):
     # M: (36, Tb, K) for tiles t0 .. t0 + Tb - 1, overwritten; b: (K,); out: (N, H, W, K).
     # out[n, 4*th + r, 4*tw + s, :] = (A^T M[:, t - t0] A)[r, s] + b. Two 1-D passes: A^T down each
     # column of M (into rows 0..3 of M, in place), then A^T along each of those 4 rows, into ``out``.
+    # rule >= 0: each value v then becomes relu.backward_rule(v, gate[same place], rule), gate
+    # (N, H, W, K) the output of the ReLU below (a backward pass); rule -1: gate is unused.
     N, H, W, K = out.shape
     for u in numba.prange(M.shape[1]):
         t = t0 + u
@@ -269,6 +272,11 @@ def _output_transform(M, b, relu, TH, TW, t0, out):
                     y1 = max(y1, 0.0)
                     y2 = max(y2, 0.0)
                     y3 = max(y3, 0.0)
+                if rule >= 0:  # w0 < W always; y1..y3 past a ragged edge are dropped below
+                    y0 = backward_rule(y0, gate[n, h, w0, k], rule)
+                    y1 = backward_rule(y1, gate[n, h, min(w0 + 1, W - 1), k], rule)
+                    y2 = backward_rule(y2, gate[n, h, min(w0 + 2, W - 1), k], rule)
+                    y3 = backward_rule(y3, gate[n, h, min(w0 + 3, W - 1), k], rule)
                 out[n, h, w0, k] = y0  # w0 < W always: a tile starts inside the image
                 if w0 + 1 < W:
                     out[n, h, w0 + 1, k] = y1
@@ -291,7 +299,7 @@ def _scratch(name, size):
     return buf[:size]
 
 
-def conv3x3_winograd(x, U, b, relu=False, per_image=False):
+def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
     """Fast Winograd F(4x4, 3x3) convolution; same result as ``conv3x3_winograd_naive``.
 
     Inputs:
@@ -300,6 +308,9 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False):
     - b: (K,);  relu: apply max(., 0), fused in the output transform
     - per_image: GEMMs never mix images, so out[n] is bit for bit what x[n:n+1] gives alone (see
       "Batch invariance" above); False (default): one GEMM per block of tiles, faster on a batch
+    - relu_below: None, or (y, rule) in a backward pass, where this convolution computes dL/d(the
+      output y of the ReLU below): then out = ``relu.relu_backward(y, out, rule)``, y (N, H, W, K),
+      fused in the output transform (one pass over dx saved; bit for bit the same as the two calls)
     Returns:
     - out: (N, H, W, K) float32, C-contiguous: stride 1, pad 1, so H' = H and W' = W
 
@@ -319,6 +330,12 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False):
         raise ValueError(f"b must be ({K},), got {b.shape}")
     U = np.ascontiguousarray(U, dtype=np.float32)
     b = np.ascontiguousarray(b, dtype=np.float32)
+    if relu_below is None:
+        gate, rule = np.zeros((1, 1, 1, 1), dtype=np.float32), -1  # unused
+    else:
+        gate, rule = np.ascontiguousarray(relu_below[0], dtype=np.float32), check_rule(relu_below[1])
+        if gate.shape != (N, H, W, K):
+            raise ValueError(f"relu_below's y must be {(N, H, W, K)}, got {gate.shape}")
     TH, TW = tiles(H, W)
     P = TH * TW  # tiles per image
     most = max(1, BLOCK_FLOATS // (PATCH * PATCH * max(C, K)))  # tiles per block, at most
@@ -338,5 +355,5 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False):
         _input_transform(x, TH, TW, t0, V)
         for s in range(0, Tb, per):  # readable form: np.matmul(V, U, out=M), one GEMM for all the tiles
             np.matmul(V[:, s:s + per], U, out=M[:, s:s + per])  # 36 GEMMs: (36, per, C) @ (36, C, K) -> (36, per, K)
-        _output_transform(M, b, bool(relu), TH, TW, t0, out)
+        _output_transform(M, b, bool(relu), gate, rule, TH, TW, t0, out)
     return out

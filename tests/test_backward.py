@@ -74,6 +74,22 @@ def test_conv_backward_input_is_the_flipped_convolution(N, H, W, C, K, method):
     assert relative_error(dx, want) < (WINOGRAD if method == "winograd" else FAST)
 
 
+@pytest.mark.parametrize("method", ["naive", "im2col", "winograd"])
+@pytest.mark.parametrize("rule", RELU_RULES)
+def test_conv_backward_input_then_the_relu_below(method, rule):
+    """relu_below=(y, rule): dL/d(the pre-activation of the layer below), one step further down."""
+    rng = np.random.default_rng(11)
+    N, H, W, C, K = 2, 6, 9, 5, 4
+    x, w, dy = f64(rng, N, H, W, C), f64(rng, 3, 3, C, K), f64(rng, N, H, W, K)
+    y = np.maximum(x, 0)  # x is the output of a ReLU
+    want = relu_backward_naive(y, conv2d_backward_naive(x, w, dy, stride=1, pad=1)[0], rule)
+    w32 = w.astype(np.float32)
+    U_t = winograd_kernel(transpose_kernel(w32)) if method == "winograd" else None  # (36, K, C)
+    dz = conv2d_backward_input(dy.astype(np.float32), w32, pad=1, method=method, U_t=U_t, relu_below=(y, rule))
+    assert dz.shape == x.shape and (dz == 0).any()
+    assert relative_error(dz, want) < (WINOGRAD if method == "winograd" else FAST)
+
+
 def test_conv_backward_input_other_padding():
     rng = np.random.default_rng(7)
     x, w = f64(rng, 2, 8, 6, 3), f64(rng, 5, 5, 3, 4)
@@ -255,6 +271,16 @@ def test_gradients_chain_through_the_layer_kernels(small):
     assert relative_error(g["block2_pool"], dx) < WINOGRAD
     assert relative_error(g["block3_conv1/kernel"], dw) < FAST and relative_error(g["block3_conv1/bias"], db) < FAST
     assert g["block1_conv1/kernel"].shape == (3, 3, 3, 64) and "block3_conv3/kernel" not in g
+
+
+@pytest.mark.parametrize("rule", RELU_RULES)
+def test_fused_relu_rules_change_nothing(small, rule):
+    """With layers=[] (no layer's own gradient kept) each conv fuses the ReLU rule of the conv below
+    into its backward convolution; with every layer kept it cannot. Same input gradient, bit for bit."""
+    model, x = small
+    seeds = channel_mean(model, x, "block3_conv3", 7)
+    fused = model.gradients(x, seeds, relu=rule, layers=[])["input"]
+    np.testing.assert_array_equal(fused, model.gradients(x, seeds, relu=rule)["input"])
 
 
 def test_seeds_add_up_and_layers_filter(small):

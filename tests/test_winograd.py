@@ -132,6 +132,24 @@ def test_relu_fused_in_output_transform():
     np.testing.assert_array_equal(y_relu, np.maximum(y, 0))
 
 
+@pytest.mark.parametrize("rule", ["plain", "guided", "deconvnet"])
+@pytest.mark.parametrize("shape", [(2, 7, 9, 4, 6), (1, 5, 6, 3, 8), (3, 4, 3, 5, 2)])
+def test_relu_backward_fused_in_output_transform(shape, rule):
+    """relu_below=(y, rule): bit for bit relu_backward(y, conv, rule), ragged edges included."""
+    from minivgg.relu import relu_backward
+
+    x, w, b = conv_case(shape, seed=6)
+    U = winograd_kernel(w)
+    y = np.maximum(rand(np.random.default_rng(7), *shape[:3], shape[4]), 0)  # a ReLU output: zeros and positives
+    y[0, 0, :2] = 0.0
+    plain = conv3x3_winograd(x, U, b)
+    fused = conv3x3_winograd(x, U, b, relu_below=(y, rule))
+    assert (y == 0).any() and (plain < 0).any()
+    np.testing.assert_array_equal(fused, relu_backward(y, plain, rule))
+    with pytest.raises(ValueError, match="relu_below's y must be"):
+        conv3x3_winograd(x, U, b, relu_below=(y[:, :-1], rule))
+
+
 @pytest.mark.parametrize("block_floats", [36 * 8 * 1, 36 * 8 * 5])
 def test_tiles_in_blocks_give_the_same_result(monkeypatch, block_floats):
     # With max(C, K) = 8, 1 and 5 tiles per block: many blocks, the last one ragged (36 tiles here).
