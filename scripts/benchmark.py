@@ -319,7 +319,7 @@ FORWARD_COLUMNS = LEFT + CONV_COLUMNS[3:-1]
 BACKWARD_COLUMNS = CONV_COLUMNS[:1] + [("N,H,W,C->K", 21, lambda r: "{},{},{},{}->{}".format(*r["shape"])),
                                        ("method", 12, lambda r: f"{r['method']} {r['kind']}")] + CONV_COLUMNS[3:6] + [
     ("error", 10, number("rel_error", ".1e")), ("1st call ms", 13, number("first_ms", ".1f"))]
-GRADIENT_COLUMNS = LEFT + [("median ms", 11, number("median_ms", ".1f")), ("||err||", 10, number("rel_error", ".1e")),
+GRADIENT_COLUMNS = LEFT[:2] + [("method", 18, lambda r: r["method"])] + [("median ms", 11, number("median_ms", ".1f")), ("||err||", 10, number("rel_error", ".1e")),
                            ("1st call ms", 13, number("first_ms", ".1f"))]
 
 
