@@ -114,6 +114,15 @@ def _dx_method(model, row, kernel):
     return model.plan[row.name]
 
 
+def _fuse_relu_below(rows, i, keep, fixed):
+    """Whether row i's backward kernel also applies the ReLU rule of the conv row below it (its input
+    is that ReLU's output): when nothing needs dL/d(that row's output) itself (not kept, not seeded).
+    One pass over memory fewer; bit for bit the same as ``relu_backward`` after it."""
+    below = rows[i - 1] if i > 0 else None
+    return (below is not None and below.kind == "conv" and below.activation == "relu"
+            and below.name not in keep and below.name not in fixed)
+
+
 def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True):
     """dL/dx and dL/d(every layer's output) for L = sum over seeds of sum(dy * that layer's output).
 
@@ -193,16 +202,13 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
                 U_t = winograd_kernel(transpose_kernel(kernel))  # (36, K, C)
                 if model.keep_transformed:  # kept for the next call, as the forward kernels are
                     model._winograd_dx[row.name] = U_t
-            # The ReLU of the conv row below, if nothing needs dL/d(its output) itself, is fused: one
-            # pass over memory fewer (``conv2d_backward_input(..., relu_below=)``, bit for bit the same).
-            below = rows[i - 1] if i > 0 else None
-            masked = (below is not None and below.kind == "conv" and below.activation == "relu"
-                      and below.name not in keep and below.name not in fixed)
-            relu_below = (outs[i - 1], relu) if masked else None
+            masked = _fuse_relu_below(rows, i, keep, fixed)
+            relu_below = (a_in, relu) if masked else None
             g = conv2d_backward_input(g, kernel, pad=1, method=method, U_t=U_t, relu_below=relu_below)  # (N, H, W, C)
             del U_t
         elif row.kind == "pool":
-            g = max_pool2d_backward(a_in, g, size=2, stride=2)
+            masked = _fuse_relu_below(rows, i, keep, fixed)
+            g = max_pool2d_backward(a_in, g, size=2, stride=2, relu_rule=relu if masked else None)
         elif row.kind == "flatten":
             g = g.reshape(a_in.shape)  # (N, D) -> (N, H, W, C): flatten's inverse
         elif row.kind == "global_avg_pool":

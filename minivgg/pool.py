@@ -25,6 +25,7 @@ import numba
 import numpy as np
 
 from .jit import PARALLEL
+from .relu import backward_rule, check_rule
 
 
 def _out_shape(x, size, stride):
@@ -129,9 +130,10 @@ def max_pool2d_backward_naive(x, dy, size=2, stride=2):
 
 
 @numba.njit(**PARALLEL)
-def _max_pool2d_backward(x, dy, size, stride, dx):
+def _max_pool2d_backward(x, dy, size, stride, rule, dx):
     # x, dx: (N, H, W, C), dx zeroed; dy: (N, H', W', C). Windows do not overlap (stride >= size),
-    # so each task (one output row of one image) writes its own rows of dx.
+    # so each task (one output row of one image) writes its own rows of dx. rule >= 0: the ReLU rule
+    # whose output x is, applied to each routed value (relu.backward_rule); -1: none.
     N, OH, OW, C = dy.shape
     for nh in numba.prange(N * OH):
         n = nh // OH
@@ -139,12 +141,19 @@ def _max_pool2d_backward(x, dy, size, stride, dx):
         for j in range(OW):
             for c in range(C):
                 best = _winner(x, n, i * stride, j * stride, c, size)
-                dx[n, i * stride + best // size, j * stride + best % size, c] = dy[n, i, j, c]
+                h, w = i * stride + best // size, j * stride + best % size
+                g = dy[n, i, j, c]
+                dx[n, h, w, c] = g if rule < 0 else backward_rule(g, x[n, h, w, c], rule)
 
 
-def max_pool2d_backward(x, dy, size=2, stride=2):
+def max_pool2d_backward(x, dy, size=2, stride=2, relu_rule=None):
     """Fast max-pool backward; same contract as ``max_pool2d_backward_naive`` for windows that do
-    not overlap (stride >= size, as in VGG16); float32 out."""
+    not overlap (stride >= size, as in VGG16); float32 out.
+
+    relu_rule: None, or a ReLU rule ("plain", "guided", "deconvnet") when x is a ReLU's output: then
+    the result is ``relu.relu_backward(x, dx, relu_rule)``, one step further down the chain, in the
+    same pass (bit for bit the same as the two calls; the non-winners are 0 either way).
+    """
     if stride < size:
         raise ValueError("the fast max-pool backward needs stride >= size; use max_pool2d_backward_naive")
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -152,7 +161,7 @@ def max_pool2d_backward(x, dy, size=2, stride=2):
     if dy.shape != _out_shape(x, size, stride):
         raise ValueError(f"dy must be {_out_shape(x, size, stride)} for a pool of {x.shape}, got {dy.shape}")
     dx = np.zeros_like(x)
-    _max_pool2d_backward(x, dy, size, stride, dx)
+    _max_pool2d_backward(x, dy, size, stride, -1 if relu_rule is None else check_rule(relu_rule), dx)
     return dx
 
 def global_avg_pool(x):

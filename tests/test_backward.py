@@ -90,6 +90,19 @@ def test_conv_backward_input_then_the_relu_below(method, rule):
     assert relative_error(dz, want) < (WINOGRAD if method == "winograd" else FAST)
 
 
+@pytest.mark.parametrize("rule", RELU_RULES)
+def test_pool_backward_then_the_relu_below(rule):
+    """relu_rule=: the pool's input is a ReLU's output; routed and ruled in one pass, bit for bit the
+    two calls. Windows of zeros (ties, as after a ReLU), negative dy, odd sizes."""
+    rng = np.random.default_rng(12)
+    x = np.maximum(rand(rng, 2, 7, 9, 5), 0)  # a ReLU output: about half zeros
+    x[0, :2, :2, :] = 0.0  # whole windows of zeros
+    dy = rand(rng, 2, 3, 4, 5)
+    want = relu_backward(x, max_pool2d_backward(x, dy), rule)
+    np.testing.assert_array_equal(max_pool2d_backward(x, dy, relu_rule=rule), want)
+    assert (want == 0).mean() > 0.75  # most of dx is zero: non-winners, and winners the rule stops
+
+
 def test_conv_backward_input_other_padding():
     rng = np.random.default_rng(7)
     x, w = f64(rng, 2, 8, 6, 3), f64(rng, 5, 5, 3, 4)
