@@ -18,8 +18,12 @@ into a graph that keeps only the ops the step needs ("graph", the faster baselin
 Before anything is timed, all sides take one step from the same spectrum with the same transform,
 and their objectives and gradients are compared (the run stops if they disagree by more than
 ``TOL``). Then each side takes a warm-up pass over the same list of transform draws (JIT compile and
-tf.function tracing, one trace per output size, left out) and a timed pass over the same draws,
-interleaved minivgg, TF eager, TF graph, minivgg, ...: median seconds per step. minivgg's step is also cut into
+tf.function tracing, one trace per output size, left out), and the timed steps: per side, an untimed
+step and then the draws, back to back, as an optimisation loop takes them; minivgg, TF eager, TF
+graph, then again in reverse order: median seconds per step. Not one step of each side in turn:
+measured here, a minivgg step right after one of TensorFlow's, or after 2 s idle, took 2.1-2.3 s, the
+same steps back to back 1.6 s (as in the default run of ``scripts/features.py``: 422 s for 256 steps),
+while TensorFlow's steps took the same time either way. minivgg's step is also cut into
 its parts (parameterisation, transforms, network forward + backward, the chain back, Adam).
 
 Weights: ``--weights FILE`` (a Keras VGG16 file), else random He-normal ones (the time of a step does
@@ -39,7 +43,7 @@ def parse_args(argv):
     p.add_argument("--layer", default="block4_conv3", help="a conv layer (default block4_conv3)")
     p.add_argument("--channels", type=int, default=16, help="channels optimised at once, 0..N-1 (default 16)")
     p.add_argument("--size", type=int, default=128, help="image size (default 128)")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per side (default 5)")
+    p.add_argument("--repeats", type=int, default=5, help="transform draws, each timed twice per side (default 5)")
     p.add_argument("--threads", type=int, default=None, help="threads for every library (default: all cores)")
     p.add_argument("--weights", help="a Keras VGG16 weight file (default: random He-normal weights)")
     args = p.parse_args(argv)
@@ -184,18 +188,23 @@ def main(argv=None):
             print(f"error: minivgg and TensorFlow ({side}) disagree; nothing timed", file=sys.stderr)
             return 1
 
-    # Time: a warm-up pass over the draws (compile, trace), then the timed pass, interleaved.
+    # Time: a warm-up pass over the draws (compile, trace), then steps back to back, one side at a
+    # time, as an optimisation runs them (see the module docstring): each side's block starts with
+    # one untimed step, then the draws; two rounds, the second in reverse order, so that a drift in
+    # the machine's load falls on every side alike.
     run = Run(model, objective, start_image("fourier", n, s, s, 0, objective.targets))
     steps = {"ours": run.step, **{side: tf_sides[side][0] for side in sides}}
     for affine in draws:
         for f in steps.values():
             f(affine)
     times = {who: [] for who in steps}
-    for affine in draws:
-        for who, f in steps.items():
-            t0 = time.perf_counter()
-            f(affine)
-            times[who].append(time.perf_counter() - t0)
+    for order in (list(steps), list(steps)[::-1]):
+        for who in order:
+            steps[who](draws[-1])  # the block's first step, untimed
+            for affine in draws:
+                t0 = time.perf_counter()
+                steps[who](affine)
+                times[who].append(time.perf_counter() - t0)
 
     # minivgg's step in parts (same draws), to see where the time goes.
     parts = {k: [] for k in ("parameterisation", "transforms", "network forward", "network forward + backward",
@@ -222,7 +231,7 @@ def main(argv=None):
     med = lambda v: float(np.median(v))
     sizes = sorted({a.out_h for a in draws})
     print(f"one step: {n} channels of {args.layer}, {s}x{s} images (network input {sizes[0]} to {sizes[-1]} px), "
-          f"{threads} threads, median of {args.repeats}")
+          f"{threads} threads, median of {2 * args.repeats} (steps back to back)")
     ours = med(times["ours"])
     print(f"  minivgg                  {1000 * ours:8.0f} ms")
     for side in sides:
