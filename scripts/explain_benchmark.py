@@ -19,9 +19,10 @@ the faster and the fairer baseline for kernels; eager is what a tf-keras-vis use
 Before anything is timed, every method's map from minivgg is compared with both of TensorFlow's (the
 run stops if any disagrees by more than ``TOL``); that first call is also each side's warm-up (Numba's
 compile, TensorFlow's tracing) and is left out. Then ``--repeats`` calls per method, interleaved
-minivgg, TF eager, TF graph, minivgg, ...: median seconds, and minivgg's time over each of TensorFlow's. ``--default-run`` also times the whole default
-``scripts/explain.py`` run (a new process: start-up, weights, every method, the sanity check, the page)
-on the same image and weight file.
+minivgg, TF eager, TF graph, minivgg, ...: median seconds, and minivgg's time over each of
+TensorFlow's. ``--default-run`` also times the whole default ``scripts/explain.py`` run (a new
+process: start-up, weights, every method, the sanity check, the page) on the same image and weight
+file.
 
 Weights: ``--weights FILE`` (a Keras VGG16 file with the top), else random He-normal ones (the time
 does not depend on the values). ``--no-top --size S``: without the top, at S x S, the target the mean
