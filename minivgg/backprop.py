@@ -174,7 +174,6 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
 
     # Backward: the rows in reverse; g = dL/d(this row's output).
     grads, wgrads, g = {}, {}, None
-    masked = False  # g is already dL/d(this conv row's pre-activation): the row above fused its ReLU rule
     for i in range(top, -1, -1):
         row, out = rows[i], outs[i]
         a_in = outs[i - 1] if i > 0 else x  # this row's input
@@ -188,8 +187,11 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
                 break  # every gradient asked for is here, and dL/dx is not wanted
         if row.kind == "conv":
             kernel, _ = model.params[row.name]
-            if row.activation == "relu" and not masked:
-                g = relu_backward(out, g, relu)  # dL/dz, z the pre-activation
+            # dL/dz, z the pre-activation, unless the conv or pool row above already applied this rule
+            fused_above = (i < top and rows[i + 1].kind in ("conv", "pool")
+                           and _fuse_relu_below(rows, i + 1, keep, fixed))
+            if row.activation == "relu" and not fused_above:
+                g = relu_backward(out, g, relu)
             if weights:
                 if model.plan[row.name] == "naive":
                     _, dw, db = conv2d_backward_naive(a_in, kernel, g, stride=1, pad=1)
@@ -202,13 +204,12 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
                 U_t = winograd_kernel(transpose_kernel(kernel))  # (36, K, C)
                 if model.keep_transformed:  # kept for the next call, as the forward kernels are
                     model._winograd_dx[row.name] = U_t
-            masked = _fuse_relu_below(rows, i, keep, fixed)
-            relu_below = (a_in, relu) if masked else None
+            relu_below = (a_in, relu) if _fuse_relu_below(rows, i, keep, fixed) else None
             g = conv2d_backward_input(g, kernel, pad=1, method=method, U_t=U_t, relu_below=relu_below)  # (N, H, W, C)
             del U_t
         elif row.kind == "pool":
-            masked = _fuse_relu_below(rows, i, keep, fixed)
-            g = max_pool2d_backward(a_in, g, size=2, stride=2, relu_rule=relu if masked else None)
+            fuse = _fuse_relu_below(rows, i, keep, fixed)
+            g = max_pool2d_backward(a_in, g, size=2, stride=2, relu_rule=relu if fuse else None)
         elif row.kind == "flatten":
             g = g.reshape(a_in.shape)  # (N, D) -> (N, H, W, C): flatten's inverse
         elif row.kind == "global_avg_pool":
