@@ -41,6 +41,7 @@ C and K axes swapped, w_t = ``transpose_kernel(w)`` (KH, KW, K, C). For VGG16's 
 import numpy as np
 
 from .im2col import _check as _check_window, im2col, output_size
+from .jit import matmul
 from .relu import bias_relu, relu_backward
 
 METHODS = ("naive", "im2col", "winograd")
@@ -90,7 +91,7 @@ def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
     cols = im2col(x, KH, KW, stride, pad)  # (N, H', W', KH*KW*C)
     N, OH, OW, _ = cols.shape
     w2 = np.ascontiguousarray(w, dtype=np.float32).reshape(KH * KW * C, K)  # (KH, KW, C, K) -> (KH*KW*C, K)
-    y = cols.reshape(N * OH * OW, KH * KW * C) @ w2  # (N*H'*W', KH*KW*C) @ (KH*KW*C, K) -> (N*H'*W', K)
+    y = matmul(cols.reshape(N * OH * OW, KH * KW * C), w2)  # (N*H'*W', KH*KW*C) @ (KH*KW*C, K) -> (N*H'*W', K)
     bias_relu(y, b, relu)
     return y.reshape(N, OH, OW, K)  # (N*H'*W', K) -> (N, H', W', K)
 
@@ -195,6 +196,6 @@ def conv2d_backward_weights(x, dy, kh, kw, stride=1, pad=1):
     if dy.shape != (N, OH, OW, K):
         raise ValueError(f"dy must be (N, H', W', K) = {(N, OH, OW)} + (K,), got {dy.shape}")
     g = np.ascontiguousarray(dy, dtype=np.float32).reshape(N * OH * OW, K)  # (N, H', W', K) -> (N*H'*W', K)
-    dw = cols.reshape(N * OH * OW, L).T @ g  # (KH*KW*C, N*H'*W') @ (N*H'*W', K) -> (KH*KW*C, K)
+    dw = matmul(cols.reshape(N * OH * OW, L).T, g)  # (KH*KW*C, N*H'*W') @ (N*H'*W', K) -> (KH*KW*C, K)
     db = g.sum(axis=0, dtype=np.float64).astype(np.float32)  # (K,)
     return dw.reshape(kh, kw, x.shape[3], K), db  # (KH*KW*C, K) -> (KH, KW, C, K)

@@ -22,7 +22,7 @@ fine-tuned head with any other is refused when its config is read).
 import numba
 import numpy as np
 
-from .jit import PARALLEL
+from .jit import PARALLEL, matmul
 from .relu import bias_relu
 
 ACTIVATIONS = ("linear", "relu", "softmax", "sigmoid")  # Keras' names; "linear" is the identity
@@ -54,7 +54,7 @@ def dense(x, w, b, relu=False):
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     _check(x, w, b)
-    y = x @ w  # (N, D) @ (D, U) -> (N, U)
+    y = matmul(x, w)  # (N, D) @ (D, U) -> (N, U)
     return bias_relu(y, b, relu)
 
 
@@ -117,10 +117,10 @@ def dense_backward(x, w, dy, need_weights=True):
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     if dy.shape != (x.shape[0], w.shape[1]):
         raise ValueError(f"dy must be {(x.shape[0], w.shape[1])}, got {dy.shape}")
-    dx = dy @ w.T  # (N, U) @ (U, D) -> (N, D)
+    dx = matmul(dy, w.T)  # (N, U) @ (U, D) -> (N, D)
     if not need_weights:
         return dx, None, None
-    dw = np.asarray(x, dtype=np.float32).T @ dy  # (D, N) @ (N, U) -> (D, U)
+    dw = matmul(np.asarray(x, dtype=np.float32).T, dy)  # (D, N) @ (N, U) -> (D, U)
     return dx, dw, dy.sum(axis=0, dtype=np.float64).astype(np.float32)
 
 

@@ -18,11 +18,29 @@ then fight over the cores. Measured here, the VGG16 conv stack at 224x224 took 2
 sleep instead of spinning. So unless the user chose a layer (``NUMBA_THREADING_LAYER``), minivgg
 selects ``workqueue`` before any parallel kernel runs. (The other cure, ``OMP_WAIT_POLICY=passive``, must be set before the
 process starts, which a library cannot do.)
+
+The same fight goes on with OpenBLAS, whose workers also spin after each GEMM: the Numba transform
+that runs next shares a core with one (measured here: one block of block1_conv2's Winograd input
+transform at batch 16, 1.8 ms alone, 3.7 ms right after a GEMM), and a second thread bought
+minivgg 1.2x where it bought TensorFlow 2.2x. The cure, ``shared_gemms()``: for a whole pass,
+OpenBLAS runs single-threaded, so it has no workers to spin, and minivgg shares each GEMM among its
+own threads instead (``matmul``: a stack by its products, a matrix by rows or columns; each share
+one ordinary BLAS call on one of minivgg's threads, ``run_shares``). Measured here, a stack of 36
+GEMMs of block-sized shapes takes 0.75x-1.0x the time of one two-threaded np.matmul. With that,
+Winograd can also give each thread its share of the tiles through the whole chain, transforms
+included (``winograd._per_thread``). The switch is made once per pass (``model(x)``,
+``activations``, ``gradients``) or once per run (``features.optimise``), not per layer: switching
+OpenBLAS back to two threads wakes its worker, which then spins into the next layer's transforms
+(measured: switching per layer made the batch-1 forward pass 1.3x slower).
 """
+import contextlib
 import ctypes
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
+import numpy as np
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # Takes effect as long as no parallel kernel has run yet in this process.
@@ -31,26 +49,124 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 PARALLEL = dict(cache=True, parallel=True)
 
 
+_openblas = []  # [(get, set)] of the OpenBLAS NumPy loaded, or [None]: looked up once
+
+
+def _find_openblas():
+    """OpenBLAS's own thread-count getter and setter in the library NumPy loaded (found in
+    /proc/self/maps, Linux), or None."""
+    if not _openblas:
+        found = None
+        try:
+            with open("/proc/self/maps") as f:
+                paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})
+        except OSError:
+            paths = []
+        for path in paths:
+            lib = ctypes.CDLL(path)
+            for prefix, suffix in (("scipy_", "64_"), ("", ""), ("", "64_"), ("scipy_", "")):
+                get, put = (getattr(lib, f"{prefix}openblas_{what}_num_threads{suffix}", None) for what in ("get", "set"))
+                if found is None and get is not None and put is not None:
+                    found = (get, put)
+        _openblas.append(found)
+    return _openblas[0]
+
+
 def blas_threads(n):
     """Make NumPy's OpenBLAS use ``n`` threads from now on; returns how many it used, or None where
     NumPy's BLAS is not an OpenBLAS found in this process (then nothing changes).
 
     ``OPENBLAS_NUM_THREADS`` only counts before NumPy is imported; this works any time, by calling
-    OpenBLAS's own setter in the library NumPy loaded (found in /proc/self/maps, Linux). OpenBLAS's
-    workers spin while they wait for the next GEMM: with other busy threads on the same cores (the
-    grid writers of ``pipeline.py``) they fight them for the cores.
+    OpenBLAS's own setter. OpenBLAS's workers spin while they wait for the next GEMM: with other busy
+    threads on the same cores (the grid writers of ``pipeline.py``) they fight them for the cores.
     """
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})
-    except OSError:
+    found = _find_openblas()
+    if found is None:
         return None
-    for path in paths:
-        lib = ctypes.CDLL(path)
-        for prefix, suffix in (("scipy_", "64_"), ("", ""), ("", "64_"), ("scipy_", "")):
-            get, put = (getattr(lib, f"{prefix}openblas_{what}_num_threads{suffix}", None) for what in ("get", "set"))
-            if get is not None and put is not None:
-                old = get()
-                put(ctypes.c_int(n))
-                return old
-    return None
+    get, put = found
+    old = get()
+    put(ctypes.c_int(n))
+    return old
+
+
+# ------------------------------------------------------------------------------------ shared GEMMs
+
+_lock = threading.Lock()
+_sharing = {"depth": 0, "saved": None}  # callers inside shared_gemms(), and the BLAS thread count it replaced
+_pool = []  # run_shares' ThreadPoolExecutor, made on first use
+SHARE_FLOPS = 2e6  # a product smaller than this (2*M*K*N) stays one np.matmul: a thread hand-off costs ~20 us
+
+
+@contextlib.contextmanager
+def shared_gemms():
+    """Inside: OpenBLAS at one thread, and ``matmul`` cuts each product into as many shares as Numba
+    has threads, each share on its own thread (see the module docstring). Nested callers share one
+    switch, so a whole pass (or a whole optimisation run) switches once: switching costs more than a
+    layer's worth of time, because OpenBLAS's woken workers spin into whatever runs next. Yields
+    whether it is sharing (False where OpenBLAS cannot be set, or with one thread).
+    """
+    if _find_openblas() is None or numba.get_num_threads() == 1:
+        yield False
+        return
+    with _lock:
+        if _sharing["depth"] == 0:
+            _sharing["saved"] = blas_threads(1)
+        _sharing["depth"] += 1
+    try:
+        yield True
+    finally:
+        with _lock:
+            _sharing["depth"] -= 1
+            if _sharing["depth"] == 0:
+                blas_threads(_sharing["saved"])
+
+
+def sharing():
+    """Whether the caller is inside ``shared_gemms()`` (OpenBLAS single-threaded, work shared here)."""
+    return _sharing["depth"] > 0
+
+
+def run_shares(work, count):
+    """work(0), ..., work(count - 1) at once: work(0) in the calling thread, the others on minivgg's
+    pool of threads (made on first use). Returns when all are done; raises what one raised. For work
+    that releases the GIL (BLAS calls, ``nogil`` Numba kernels), else the shares just take turns."""
+    if not _pool:
+        with _lock:
+            if not _pool:
+                _pool.append(ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS, thread_name_prefix="minivgg"))
+    jobs = [_pool[0].submit(work, i) for i in range(1, count)]
+    try:
+        work(0)
+    finally:
+        for job in jobs:
+            job.result()  # waits even when work(0) raised: no share still writes after we return
+
+
+def matmul(a, b, out=None):
+    """``np.matmul(a, b, out=out)`` for float32 a (M, K) @ b (K, N) -> (M, N), or stacks a (F, M, K) @
+    b (F, K, N) -> (F, M, N); inside ``shared_gemms()`` computed in shares on minivgg's threads.
+
+    The shares: a stack by its F products, a matrix by rows of a, or, with few rows (a batch of one
+    through a dense layer), by columns of b. Each share is one BLAS call of the same kind np.matmul
+    makes, so the result is np.matmul's up to the BLAS's own rounding per call. Outside
+    ``shared_gemms()``, for small products, or with one thread: one np.matmul.
+    """
+    shares = numba.get_num_threads()
+    if not sharing() or shares == 1 or 2.0 * a.size * b.shape[-1] < SHARE_FLOPS:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty(a.shape[:-1] + b.shape[-1:], dtype=np.result_type(a, b))
+    if a.ndim == 3:  # by products: a[lo:hi] @ b[lo:hi]
+        cut, part = a.shape[0], lambda s: (a[s], b[s], out[s])
+    elif a.shape[0] >= 4 * shares:  # by rows of a: a[lo:hi] @ b
+        cut, part = a.shape[0], lambda s: (a[s], b, out[s])
+    else:  # by columns of b: a @ b[:, lo:hi]
+        cut, part = b.shape[1], lambda s: (a, b[:, s], out[:, s])
+    shares = min(shares, cut)
+
+    def work(i):
+        x, y, z = part(slice(cut * i // shares, cut * (i + 1) // shares))
+        np.matmul(x, y, out=z)
+
+    run_shares(work, shares)
+    return out

@@ -131,13 +131,17 @@ def max_pool2d_backward_naive(x, dy, size=2, stride=2):
 
 @numba.njit(**PARALLEL)
 def _max_pool2d_backward(x, dy, size, stride, rule, dx):
-    # x, dx: (N, H, W, C), dx zeroed; dy: (N, H', W', C). Windows do not overlap (stride >= size),
-    # so each task (one output row of one image) writes its own rows of dx. rule >= 0: the ReLU rule
-    # whose output x is, applied to each routed value (relu.backward_rule); -1: none.
+    # x, dx: (N, H, W, C), dx not initialised; dy: (N, H', W', C). Windows do not overlap (stride >=
+    # size), so each task (one output row of one image) owns rows i*stride .. (i+1)*stride - 1 of dx
+    # (the last task also the rows below, which no window covers): it zeroes them, then routes its
+    # dy there. rule >= 0: the ReLU rule whose output x is, applied to each routed value
+    # (relu.backward_rule); -1: none.
     N, OH, OW, C = dy.shape
+    H = x.shape[1]
     for nh in numba.prange(N * OH):
         n = nh // OH
         i = nh % OH
+        dx[n, i * stride:(i + 1) * stride if i < OH - 1 else H] = 0.0
         for j in range(OW):
             for c in range(C):
                 best = _winner(x, n, i * stride, j * stride, c, size)
@@ -160,7 +164,7 @@ def max_pool2d_backward(x, dy, size=2, stride=2, relu_rule=None):
     dy = np.ascontiguousarray(dy, dtype=np.float32)
     if dy.shape != _out_shape(x, size, stride):
         raise ValueError(f"dy must be {_out_shape(x, size, stride)} for a pool of {x.shape}, got {dy.shape}")
-    dx = np.zeros_like(x)
+    dx = np.empty_like(x)  # (N, H, W, C), zeroed by the kernel in parallel (a map has at least one window)
     _max_pool2d_backward(x, dy, size, stride, -1 if relu_rule is None else check_rule(relu_rule), dx)
     return dx
 

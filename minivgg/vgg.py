@@ -38,6 +38,7 @@ import numpy as np
 from . import conv as conv_methods
 from .dense import ACTIVATIONS, dense, sigmoid, softmax
 from .errors import MinivggError
+from .jit import shared_gemms
 from .keras_files import open_model_file, read_config, unique_paths
 from .pool import global_avg_pool, global_max_pool, max_pool2d
 from .weights import load_params
@@ -436,6 +437,9 @@ class VGG:
         or a global pool.
         ``logits=True``: the last layer (``predictions``, or a fine-tuned head's last dense layer)
         yields its scores before its softmax or sigmoid.
+        Threads: the whole-pass methods (``model(x)``, ``activations``, ``gradients``) run inside
+        ``jit.shared_gemms()``; a generator cannot hold it between yields, so a loop of your own over
+        ``forward`` runs BLAS as it finds it, unless you wrap it in ``with jit.shared_gemms():``.
         """
         last = self.layers[-1].name
         x = self._check_input(x)  # (N, H, W, 3)
@@ -480,17 +484,19 @@ class VGG:
         if unknown:
             raise MinivggError(f"this model has no layer(s) {', '.join(sorted(unknown))}")
         out = {}
-        for name, a in self.forward(x):
-            if wanted is None or name in wanted:
-                out[name] = a
-                if wanted is not None and len(out) == len(wanted):
-                    break
+        with shared_gemms():  # one BLAS switch for the pass (jit.py)
+            for name, a in self.forward(x):
+                if wanted is None or name in wanted:
+                    out[name] = a
+                    if wanted is not None and len(out) == len(wanted):
+                        break
         return out
 
     def __call__(self, x):
         """The last layer's output: (N, classes) scores with a top or head, else block5_pool."""
-        for _, a in self.forward(x):
-            pass
+        with shared_gemms():  # one BLAS switch for the pass (jit.py)
+            for _, a in self.forward(x):
+                pass
         return a
 
     def gradients(self, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True):
@@ -501,8 +507,9 @@ class VGG:
         """
         from .backprop import gradients
 
-        return gradients(self, x, seeds, relu=relu, logits=logits, weights=weights, layers=layers, outputs=outputs,
-                         input=input)
+        with shared_gemms():  # one BLAS switch for both passes (jit.py)
+            return gradients(self, x, seeds, relu=relu, logits=logits, weights=weights, layers=layers,
+                             outputs=outputs, input=input)
 
     def summary(self, height=None, width=None):
         """The layer table of this model (at its input size, else 224x224, unless told), with each

@@ -202,6 +202,21 @@ def test_pool_backward_equals_naive_and_central_differences(shape):
     np.testing.assert_array_equal(max_pool2d_backward(x.astype(np.float32), dy.astype(np.float32)), want)
 
 
+@pytest.mark.parametrize("shape, size, stride", [((2, 5, 7, 3), 2, 2), ((1, 8, 9, 2), 2, 3), ((3, 7, 4, 1), 3, 3)])
+def test_pool_backward_kernel_writes_every_element(shape, size, stride):
+    """The fast kernel zeroes dx itself, in parallel (no np.zeros pass first): handed a dx full of NaN,
+    it leaves none, including the rows no window covers (odd sizes, stride > size)."""
+    from minivgg.pool import _max_pool2d_backward
+
+    rng = np.random.default_rng(sum(shape) + stride)
+    x = rand(rng, *shape)
+    dy = rand(rng, *max_pool2d_naive(x, size, stride).shape)
+    dx = np.full_like(x, np.nan)
+    _max_pool2d_backward(x, dy, size, stride, -1, dx)
+    np.testing.assert_array_equal(dx, max_pool2d_backward_naive(x, dy, size, stride))
+    assert dx.shape == x.shape
+
+
 def test_pool_backward_agrees_with_the_forward_choice():
     rng = np.random.default_rng(6)
     x = np.maximum(rand(rng, 2, 9, 6, 5), 0)  # ReLU output: many windows of zeros

@@ -128,3 +128,71 @@ def test_softmax_equals_naive(N, U):
     p = softmax(y)
     assert_close(p, softmax_naive(y))
     np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# GEMMs shared among minivgg's threads (jit.matmul inside jit.shared_gemms)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((37, 130, 9), (37, 9, 5)), ((1, 200, 40), (1, 40, 70)),
+                                              ((3001, 27), (27, 64)), ((1, 2049), (2049, 999)), ((5, 700), (700, 3))])
+def test_shared_matmul_equals_np_matmul(a_shape, b_shape):
+    """A stack shared by products (F not a multiple of the threads, F = 1), a matrix by rows, one
+    with few rows by columns of b: the same products as np.matmul with BLAS at one thread (a BLAS
+    may round per call, hence the tolerance: float32 sums of at most 2049 terms)."""
+    from minivgg import jit
+
+    rng = np.random.default_rng(len(a_shape) + a_shape[0])
+    a, b = rand(rng, *a_shape), rand(rng, *b_shape)
+    assert jit.matmul(a, b).shape == np.matmul(a, b).shape
+    with jit.shared_gemms() as sharing:
+        assert sharing, "OpenBLAS not found or one thread: nothing is shared"
+        want = np.matmul(a, b)
+        out = np.full(want.shape, np.nan, dtype=np.float32)
+        assert jit.matmul(a, b, out=out) is out
+        given = jit.matmul(a, b)
+    assert_close(out, want)
+    np.testing.assert_array_equal(given, out)
+
+
+def test_shared_gemms_nests_and_restores():
+    from minivgg import jit
+
+    before = jit.blas_threads(2)
+    assert before is not None, "NumPy's BLAS is not an OpenBLAS found in this process"
+    get = jit._find_openblas()[0]
+    try:
+        assert not jit.sharing()
+        with jit.shared_gemms():
+            assert jit.sharing() and get() == 1
+            with jit.shared_gemms():
+                assert get() == 1
+            assert jit.sharing() and get() == 1  # the inner exit does not restore while the outer is inside
+        assert not jit.sharing() and get() == 2
+        with pytest.raises(KeyError):
+            with jit.shared_gemms():
+                raise KeyError("x")
+        assert not jit.sharing() and get() == 2
+    finally:
+        jit.blas_threads(before)
+
+
+def test_run_shares_waits_for_every_share_and_raises():
+    import threading
+    import time
+
+    from minivgg import jit
+
+    done, names = [], set()
+
+    def work(i):
+        names.add(threading.current_thread().name)
+        if i == 0:
+            raise ValueError("share 0")
+        time.sleep(0.05)
+        done.append(i)
+
+    with pytest.raises(ValueError, match="share 0"):
+        jit.run_shares(work, 3)
+    assert sorted(done) == [1, 2]  # the others finished before the error came out
+    assert threading.current_thread().name in names and len(names) >= 2

@@ -15,6 +15,7 @@ import pytest
 import conftest
 from conftest import rand
 
+import minivgg.jit as jit
 import minivgg.vgg as vgg_module
 import minivgg.winograd as wg
 from minivgg.conv import conv2d, conv2d_im2col, conv2d_naive
@@ -91,6 +92,20 @@ SHAPES = [
 ]
 
 
+@pytest.fixture(params=["big blocks", "per thread"])
+def schedule(request, monkeypatch):
+    """conv3x3_winograd's two schedules (``winograd._per_thread``): outside ``jit.shared_gemms``, one
+    big block of tiles at a time; inside, each thread its share of the tiles, here in blocks of the
+    least size (16 tiles), so that the larger cases span several blocks and both threads."""
+    if request.param == "per thread":
+        monkeypatch.setattr(wg, "CACHE_FLOATS", 0)
+        with jit.shared_gemms() as sharing:
+            assert sharing, "OpenBLAS not found or one thread: the per-thread schedule cannot run"
+            yield request.param
+    else:
+        yield request.param
+
+
 def conv_case(shape, seed=0):
     N, H, W, C, K = shape
     rng = np.random.default_rng(seed)
@@ -116,7 +131,7 @@ def test_naive_twin_equals_direct_convolution(shape, relu):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}_H{}_W{}_C{}_K{}".format(*s))
 @pytest.mark.parametrize("relu", [False, True])
-def test_fast_kernel_equals_direct_convolution_and_naive_twin(shape, relu):
+def test_fast_kernel_equals_direct_convolution_and_naive_twin(shape, relu, schedule):
     x, w, b = conv_case(shape)
     ours = conv3x3_winograd(x, winograd_kernel(w), b, relu=relu)
     assert ours.dtype == np.float32 and ours.flags.c_contiguous
@@ -125,7 +140,7 @@ def test_fast_kernel_equals_direct_convolution_and_naive_twin(shape, relu):
     assert_close(conv2d(x, w, b, stride=1, pad=1, relu=relu, method="winograd"), ours)
 
 
-def test_relu_fused_in_output_transform():
+def test_relu_fused_in_output_transform(schedule):
     x, w, b = conv_case((2, 7, 9, 4, 6), seed=5)
     y, y_relu = (conv3x3_winograd(x, winograd_kernel(w), b, relu=r) for r in (False, True))
     assert (y < 0).any() and (y_relu >= 0).all()
@@ -133,8 +148,8 @@ def test_relu_fused_in_output_transform():
 
 
 @pytest.mark.parametrize("rule", ["plain", "guided", "deconvnet"])
-@pytest.mark.parametrize("shape", [(2, 7, 9, 4, 6), (1, 5, 6, 3, 8), (3, 4, 3, 5, 2)])
-def test_relu_backward_fused_in_output_transform(shape, rule):
+@pytest.mark.parametrize("shape", [(2, 7, 9, 4, 6), (1, 5, 6, 3, 8), (3, 4, 3, 5, 2), (3, 21, 26, 3, 5)])
+def test_relu_backward_fused_in_output_transform(shape, rule, schedule):
     """relu_below=(y, rule): bit for bit relu_backward(y, conv, rule), ragged edges included."""
     from minivgg.relu import relu_backward
 
@@ -221,3 +236,27 @@ def test_auto_plan_and_kernels_transformed_once(monkeypatch):
     monkeypatch.setattr(wg, "winograd_kernel", fail)
     out = model(np.random.default_rng(0).uniform(-120, 150, (1, 40, 48, 3)).astype(np.float32))
     assert out.shape == (1, 1, 1, 512)
+
+
+def test_model_passes_take_the_per_thread_schedule(monkeypatch):
+    """model(x), activations and gradients hold jit.shared_gemms for the whole pass, so the Winograd
+    layers with a small U (C * K <= PER_THREAD_CK) go per thread, the others in big blocks; and the
+    results are those of the big-block schedule (tolerance: see the module docstring)."""
+    model = VGG16(weights=None, include_top=False, method="winograd")
+    x = np.random.default_rng(1).uniform(-120, 150, (2, 37, 45, 3)).astype(np.float32)
+    small = {name for name, (w, _) in model.params.items() if w.shape[2] * w.shape[3] <= wg.PER_THREAD_CK}
+    assert small and small != set(model.params)
+    ks = []
+    real = wg._per_thread
+    monkeypatch.setattr(wg, "_per_thread", lambda x, U, *rest: ks.append(U.shape[1:]) or real(x, U, *rest))
+    ours = model.activations(x)
+    assert sorted(ks) == sorted(model.params[n][0].shape[2:] for n in small)
+    grads = model.gradients(x, {"block3_pool": np.ones_like(ours["block3_pool"])})
+    assert len(ks) > 2 * len(small)  # the backward pass's dx too
+    monkeypatch.setattr(jit, "sharing", lambda: False)
+    monkeypatch.setattr(wg, "sharing", lambda: False)
+    ks.clear()
+    for name, a in model.activations(x).items():
+        assert_close(ours[name], a)
+    assert_close(grads["input"], model.gradients(x, {"block3_pool": np.ones_like(ours["block3_pool"])})["input"])
+    assert not ks

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import MinivggError
+from ..jit import shared_gemms
 from . import param as P
 from . import transforms as T
 from .objectives import Objective, gradient  # noqa: F401  (Objective: for users of optimise)
@@ -148,13 +149,14 @@ def optimise(model, objective, size, steps, seed=0, param="fourier", transforms=
     t0 = time.perf_counter()
     n = max(1, len(objective.targets))
     image = start_image(param, n, size, size, seed, objective.targets, photo)
-    start, _ = evaluate(model, image.rgb(), objective)
-    run = Run(model, objective, image, seed, transforms, lr)
-    curve = np.empty((steps, n))
-    for t in range(steps):
-        curve[t] = run.step()
-        if on_step is not None:
-            on_step(t + 1, curve[t])
-    rgb = run.rgb()
-    final, activation = evaluate(model, rgb, objective)
+    with shared_gemms():  # one BLAS switch for the whole run, not one per pass (jit.py)
+        start, _ = evaluate(model, image.rgb(), objective)
+        run = Run(model, objective, image, seed, transforms, lr)
+        curve = np.empty((steps, n))
+        for t in range(steps):
+            curve[t] = run.step()
+            if on_step is not None:
+                on_step(t + 1, curve[t])
+        rgb = run.rgb()
+        final, activation = evaluate(model, rgb, objective)
     return Result(rgb, curve, start, final, activation, time.perf_counter() - t0)
