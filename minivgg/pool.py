@@ -54,19 +54,22 @@ def max_pool2d_naive(x, size=2, stride=2):
     return out
 
 
-@numba.njit(cache=True, inline="always")
-def _winner(x, n, h0, w0, c, size):
-    # Which element of the window at (h0, w0) is its first maximum in row-major order: di * size + dj.
-    # The one place the rule is written: the forward and the backward kernel both call it.
-    m = x[n, h0, w0, c]
-    best = 0
+@numba.njit(cache=True)
+def _winners(x, n, h0, w0, size, m, best):
+    # The window at (h0, w0) of image n, every channel at once: m[c] = its maximum, best[c] = which
+    # element is its first maximum in row-major order (di * size + dj), by a strict ">" scan. The
+    # one place the rule is written: the forward and the backward kernel both call it. The inner
+    # loop runs along the channels, contiguous in x, m and best: LLVM vectorises it.
+    m[:] = x[n, h0, w0]
+    best[:] = 0
     for di in range(size):
         for dj in range(size):
-            v = x[n, h0 + di, w0 + dj, c]
-            if v > m:
-                m = v
-                best = di * size + dj
-    return best
+            row = x[n, h0 + di, w0 + dj]  # (C,)
+            p = di * size + dj
+            for c in range(m.shape[0]):
+                if row[c] > m[c]:
+                    m[c] = row[c]
+                    best[c] = p
 
 
 @numba.njit(**PARALLEL)
@@ -76,10 +79,9 @@ def _max_pool2d(x, size, stride, out):
     for nh in numba.prange(N * OH):
         n = nh // OH
         i = nh % OH
+        best = np.empty(C, dtype=np.int64)
         for j in range(OW):
-            for c in range(C):
-                best = _winner(x, n, i * stride, j * stride, c, size)
-                out[n, i, j, c] = x[n, i * stride + best // size, j * stride + best % size, c]
+            _winners(x, n, i * stride, j * stride, size, out[n, i, j], best)
 
 
 def max_pool2d(x, size=2, stride=2):
@@ -133,21 +135,33 @@ def max_pool2d_backward_naive(x, dy, size=2, stride=2):
 def _max_pool2d_backward(x, dy, size, stride, rule, dx):
     # x, dx: (N, H, W, C), dx not initialised; dy: (N, H', W', C). Windows do not overlap (stride >=
     # size), so each task (one output row of one image) owns rows i*stride .. (i+1)*stride - 1 of dx
-    # (the last task also the rows below, which no window covers): it zeroes them, then routes its
-    # dy there. rule >= 0: the ReLU rule whose output x is, applied to each routed value
-    # (relu.backward_rule); -1: none.
+    # (the last task also the rows below, which no window covers) and writes every element of them:
+    # each window element gets dy or 0, the rest (between or after windows) 0. rule >= 0: the ReLU
+    # rule whose output x is, applied to each routed value (relu.backward_rule); -1: none.
     N, OH, OW, C = dy.shape
-    H = x.shape[1]
+    H, W = x.shape[1], x.shape[2]
+    gaps = stride > size or W > OW * stride  # elements of these rows outside every window
     for nh in numba.prange(N * OH):
         n = nh // OH
         i = nh % OH
-        dx[n, i * stride:(i + 1) * stride if i < OH - 1 else H] = 0.0
+        h0 = i * stride
+        if gaps:
+            dx[n, h0:h0 + stride] = 0.0
+        if i == OH - 1:
+            dx[n, OH * stride:H] = 0.0  # the rows below the last window (odd H)
+        m = np.empty(C, dtype=np.float32)
+        best = np.empty(C, dtype=np.int64)
         for j in range(OW):
-            for c in range(C):
-                best = _winner(x, n, i * stride, j * stride, c, size)
-                h, w = i * stride + best // size, j * stride + best % size
-                g = dy[n, i, j, c]
-                dx[n, h, w, c] = g if rule < 0 else backward_rule(g, x[n, h, w, c], rule)
+            w0 = j * stride
+            _winners(x, n, h0, w0, size, m, best)
+            g = dy[n, i, j]  # (C,)
+            for di in range(size):
+                for dj in range(size):
+                    p = di * size + dj
+                    out, at = dx[n, h0 + di, w0 + dj], x[n, h0 + di, w0 + dj]  # (C,) each
+                    for c in range(C):
+                        v = g[c] if rule < 0 else backward_rule(g[c], at[c], rule)
+                        out[c] = v if best[c] == p else 0.0
 
 
 def max_pool2d_backward(x, dy, size=2, stride=2, relu_rule=None):

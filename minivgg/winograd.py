@@ -165,152 +165,119 @@ def conv3x3_winograd_naive(x, w, b, relu=False):
     return np.maximum(out, 0) if relu else out
 
 
+# The transforms in float32 (a float literal would make Numba compute in float64, at half the speed).
+ZERO, TWO, FOUR, FIVE, EIGHT = (np.float32(v) for v in (0, 2, 4, 5, 8))
+CHUNK = 16  # tiles per task of the parallel transforms (each task allocates its small scratch once)
+
+
 @numba.njit(nogil=True, cache=True)
-def _input_tile(x, TH, TW, t, V, u):
-    # One tile: V[6*i + j, u, :] = (B^T d B)[i, j] for tile t of the N*TH*TW, numbered (n, th, tw).
-    # Two 1-D passes: B^T along each row of d (into V's row i), then B^T down each column, in place.
-    # The innermost loop runs along the channels, contiguous in x and V, so LLVM vectorises it.
-    # (Numba evaluates 4.0 * e0 in float64; values are rounded to float32 when stored.)
+def _bt(e0, e1, e2, e3, e4, e5, o0, o1, o2, o3, o4, o5):
+    # o = B^T e along the channels: e0..e5 and o0..o5 are (C,) rows, o not aliasing e. The rows of B^T:
+    #   [4  0 -5  0  1  0]   [0 -4 -4  1  1  0]   [0  4 -4 -1  1  0]
+    #   [0 -2 -1  2  1  0]   [0  2 -1 -2  1  0]   [0  4  0 -5  0  1]
+    for c in range(o0.shape[0]):  # contiguous rows, no aliasing: LLVM vectorises this loop
+        a0, a1, a2, a3, a4, a5 = e0[c], e1[c], e2[c], e3[c], e4[c], e5[c]
+        o0[c] = FOUR * a0 - FIVE * a2 + a4
+        o1[c] = (a4 - FOUR * a2) - (FOUR * a1 - a3)
+        o2[c] = (a4 - FOUR * a2) + (FOUR * a1 - a3)
+        o3[c] = (a4 - a2) + TWO * (a3 - a1)
+        o4[c] = (a4 - a2) - TWO * (a3 - a1)
+        o5[c] = FOUR * a1 - FIVE * a3 + a5
+
+
+@numba.njit(nogil=True, cache=True)
+def _at(m0, m1, m2, m3, m4, m5, b, relu, rule, g0, g1, g2, g3, o0, o1, o2, o3):
+    # o = A^T m + b along the channels (then max(., 0) if relu, then relu.backward_rule with the gate
+    # rows g if rule >= 0): m0..m5, o0..o3, g0..g3 and b are (K,) rows, o not aliasing m. A^T's rows:
+    #   [1 1 1 1 1 0]  [0 1 -1 2 -2 0]  [0 1 1 4 4 0]  [0 1 -1 8 -8 1]
+    for k in range(o0.shape[0]):
+        a0, a1, a2, a3, a4, a5 = m0[k], m1[k], m2[k], m3[k], m4[k], m5[k]
+        y0 = a0 + (a1 + a2) + (a3 + a4) + b[k]
+        y1 = (a1 - a2) + TWO * (a3 - a4) + b[k]
+        y2 = (a1 + a2) + FOUR * (a3 + a4) + b[k]
+        y3 = (a1 - a2) + EIGHT * (a3 - a4) + a5 + b[k]
+        if relu:
+            y0, y1, y2, y3 = max(y0, ZERO), max(y1, ZERO), max(y2, ZERO), max(y3, ZERO)
+        if rule >= 0:
+            y0 = backward_rule(y0, g0[k], rule)
+            y1 = backward_rule(y1, g1[k], rule)
+            y2 = backward_rule(y2, g2[k], rule)
+            y3 = backward_rule(y3, g3[k], rule)
+        o0[k], o1[k], o2[k], o3[k] = y0, y1, y2, y3
+
+
+@numba.njit(nogil=True, cache=True)
+def _input_tiles(x, TH, TW, t0, V, lo, hi):
+    # x: (N, H, W, C); V: (36, Tb, C) for tiles t0 .. t0 + Tb - 1 of the N*TH*TW, numbered (n, th, tw).
+    # For u in lo .. hi - 1: V[6*i + j, u, :] = (B^T d B)[i, j], d the 6x6 patch of tile t0 + u. Two 1-D
+    # passes: B^T along each row of d into S (36, C), then B^T down each column of S into V.
     N, H, W, C = x.shape
-    n = t // (TH * TW)
-    th = (t // TW) % TH
-    tw = t % TW
-    h0 = 4 * th - 1  # the patch's top-left corner; -1 for the padding
-    w0 = 4 * tw - 1
-    inside = w0 >= 0 and w0 + 5 < W
-    for i in range(6):  # rows of d: V[6*i + j] = (d B)[i, j] = (B^T d[i, :])[j]
-        h = h0 + i
-        if h < 0 or h >= H:  # a row of padding: zeros
-            for j in range(6):
-                for c in range(C):
-                    V[6 * i + j, u, c] = 0.0
-            continue
-        for c in range(C):
-            # e0..e5 = d[i, 0..5], zeros outside the image
-            if inside:
-                e0 = x[n, h, w0, c]
-                e1 = x[n, h, w0 + 1, c]
-                e2 = x[n, h, w0 + 2, c]
-                e3 = x[n, h, w0 + 3, c]
-                e4 = x[n, h, w0 + 4, c]
-                e5 = x[n, h, w0 + 5, c]
-            else:
-                e0 = x[n, h, w0, c] if 0 <= w0 < W else 0.0
-                e1 = x[n, h, w0 + 1, c] if w0 + 1 < W else 0.0
-                e2 = x[n, h, w0 + 2, c] if w0 + 2 < W else 0.0
-                e3 = x[n, h, w0 + 3, c] if w0 + 3 < W else 0.0
-                e4 = x[n, h, w0 + 4, c] if w0 + 4 < W else 0.0
-                e5 = x[n, h, w0 + 5, c] if w0 + 5 < W else 0.0
-            # B^T e, the rows of B^T written out:
-            #   [4  0 -5  0  1  0]   [0 -4 -4  1  1  0]   [0  4 -4 -1  1  0]
-            #   [0 -2 -1  2  1  0]   [0  2 -1 -2  1  0]   [0  4  0 -5  0  1]
-            V[6 * i + 0, u, c] = 4.0 * e0 - 5.0 * e2 + e4
-            V[6 * i + 1, u, c] = (e4 - 4.0 * e2) - (4.0 * e1 - e3)
-            V[6 * i + 2, u, c] = (e4 - 4.0 * e2) + (4.0 * e1 - e3)
-            V[6 * i + 3, u, c] = (e4 - e2) + 2.0 * (e3 - e1)
-            V[6 * i + 4, u, c] = (e4 - e2) - 2.0 * (e3 - e1)
-            V[6 * i + 5, u, c] = 4.0 * e1 - 5.0 * e3 + e5
-    for j in range(6):  # columns: V[6*i + j] = (B^T (d B)[:, j])[i], same formulas
-        for c in range(C):
-            e0 = V[j, u, c]
-            e1 = V[6 + j, u, c]
-            e2 = V[12 + j, u, c]
-            e3 = V[18 + j, u, c]
-            e4 = V[24 + j, u, c]
-            e5 = V[30 + j, u, c]
-            V[j, u, c] = 4.0 * e0 - 5.0 * e2 + e4
-            V[6 + j, u, c] = (e4 - 4.0 * e2) - (4.0 * e1 - e3)
-            V[12 + j, u, c] = (e4 - 4.0 * e2) + (4.0 * e1 - e3)
-            V[18 + j, u, c] = (e4 - e2) + 2.0 * (e3 - e1)
-            V[24 + j, u, c] = (e4 - e2) - 2.0 * (e3 - e1)
-            V[30 + j, u, c] = 4.0 * e1 - 5.0 * e3 + e5
+    S = np.empty((36, C), dtype=np.float32)
+    zero = np.zeros(C, dtype=np.float32)  # a column of padding
+    for u in range(lo, hi):
+        t = t0 + u
+        n, th, tw = t // (TH * TW), (t // TW) % TH, t % TW
+        h0, w0 = 4 * th - 1, 4 * tw - 1  # the patch's top-left corner; -1 for the padding
+        for i in range(6):  # rows of d: S[6*i + j] = (B^T d[i, :])[j]
+            h = h0 + i
+            if h < 0 or h >= H:  # a row of padding: zeros
+                S[6 * i:6 * i + 6] = 0.0
+                continue
+            r = x[n, h]  # (W, C); d[i, j] = r[w0 + j], zeros outside the image
+            _bt(r[w0] if w0 >= 0 else zero, r[w0 + 1] if w0 + 1 < W else zero, r[w0 + 2] if w0 + 2 < W else zero,
+                r[w0 + 3] if w0 + 3 < W else zero, r[w0 + 4] if w0 + 4 < W else zero,
+                r[w0 + 5] if w0 + 5 < W else zero, S[6 * i], S[6 * i + 1], S[6 * i + 2], S[6 * i + 3], S[6 * i + 4],
+                S[6 * i + 5])
+        for j in range(6):  # columns: V[6*i + j] = (B^T S[:, j])[i]
+            _bt(S[j], S[6 + j], S[12 + j], S[18 + j], S[24 + j], S[30 + j], V[j, u], V[6 + j, u],
+                V[12 + j, u], V[18 + j, u], V[24 + j, u], V[30 + j, u])
+
+
+@numba.njit(nogil=True, cache=True)
+def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi):
+    # M: (36, Tb, K) for tiles t0 .. t0 + Tb - 1; b: (K,); out: (N, H, W, K). For u in lo .. hi - 1:
+    # out[n, 4*th + r, 4*tw + s, :] = (A^T M[:, u] A)[r, s] + b, then the ReLU. Two 1-D passes: A^T
+    # down each column of M into S (24, K), then A^T along each of S's 4 rows into ``out``. rule >= 0:
+    # each value v then becomes relu.backward_rule(v, gate[same place], rule), gate (N, H, W, K) the
+    # output of the ReLU below (a backward pass); rule -1: gate is unused (any (1, 1, 1, K') array).
+    # Outputs past a ragged edge go to ``junk``.
+    N, H, W, K = out.shape
+    S = np.empty((24, K), dtype=np.float32)
+    junk = np.empty(K, dtype=np.float32)
+    zero = np.zeros(K, dtype=np.float32)
+    for u in range(lo, hi):
+        t = t0 + u
+        n, th, tw = t // (TH * TW), (t // TW) % TH, t % TW
+        h0, w0 = 4 * th, 4 * tw
+        for j in range(6):  # columns: S[6*r + j] = (A^T M[:, u])[r, j]
+            _at(M[j, u], M[6 + j, u], M[12 + j, u], M[18 + j, u], M[24 + j, u], M[30 + j, u], zero, False, -1,
+                zero, zero, zero, zero, S[j], S[6 + j], S[12 + j], S[18 + j])
+        for r in range(4):  # rows: (A^T S[r] A)[s] + b
+            h = h0 + r
+            if h >= H:  # past a ragged bottom edge: dropped
+                break
+            g = gate[n, h] if rule >= 0 else gate[0, 0]  # (W, K), or unused
+            last = g.shape[0] - 1
+            _at(S[6 * r], S[6 * r + 1], S[6 * r + 2], S[6 * r + 3], S[6 * r + 4], S[6 * r + 5], b, relu, rule,
+                g[min(w0, last)], g[min(w0 + 1, last)], g[min(w0 + 2, last)], g[min(w0 + 3, last)],
+                out[n, h, w0], out[n, h, w0 + 1] if w0 + 1 < W else junk, out[n, h, w0 + 2] if w0 + 2 < W else junk,
+                out[n, h, w0 + 3] if w0 + 3 < W else junk)  # w0 < W always: a tile starts inside the image
 
 
 @numba.njit(**PARALLEL)
 def _input_transform(x, TH, TW, t0, V):
-    # x: (N, H, W, C), V: (36, Tb, C) for tiles t0 .. t0 + Tb - 1, one tile per task.
-    for u in numba.prange(V.shape[1]):
-        _input_tile(x, TH, TW, t0 + u, V, u)
-
-
-@numba.njit(nogil=True, cache=True)
-def _input_transform_serial(x, TH, TW, t0, V):
-    # The same in the calling thread, which holds no lock meanwhile (a share of ``_per_thread``).
-    for u in range(V.shape[1]):
-        _input_tile(x, TH, TW, t0 + u, V, u)
-
-
-@numba.njit(nogil=True, cache=True)
-def _output_tile(M, b, relu, gate, rule, TH, TW, t, u, out):
-    # One tile: out[n, 4*th + r, 4*tw + s, :] = (A^T M[:, u] A)[r, s] + b for tile t; M[:, u] overwritten.
-    # Two 1-D passes: A^T down each column of M (into rows 0..3 of M, in place), then A^T along each
-    # of those 4 rows, into ``out``.
-    # rule >= 0: each value v then becomes relu.backward_rule(v, gate[same place], rule), gate
-    # (N, H, W, K) the output of the ReLU below (a backward pass); rule -1: gate is unused.
-    N, H, W, K = out.shape
-    n = t // (TH * TW)
-    th = (t // TW) % TH
-    tw = t % TW
-    h0 = 4 * th
-    w0 = 4 * tw
-    for j in range(6):  # columns: (A^T M)[r, j], the rows of A^T written out:
-        for k in range(K):  # [1 1 1 1 1 0]  [0 1 -1 2 -2 0]  [0 1 1 4 4 0]  [0 1 -1 8 -8 1]
-            m0 = M[j, u, k]
-            m1 = M[6 + j, u, k]
-            m2 = M[12 + j, u, k]
-            m3 = M[18 + j, u, k]
-            m4 = M[24 + j, u, k]
-            m5 = M[30 + j, u, k]
-            M[j, u, k] = m0 + (m1 + m2) + (m3 + m4)
-            M[6 + j, u, k] = (m1 - m2) + 2.0 * (m3 - m4)
-            M[12 + j, u, k] = (m1 + m2) + 4.0 * (m3 + m4)
-            M[18 + j, u, k] = (m1 - m2) + 8.0 * (m3 - m4) + m5
-    for r in range(4):  # rows: (A^T M A)[r, s], same formulas, then bias and ReLU
-        h = h0 + r
-        if h >= H:  # past a ragged bottom edge: dropped
-            break
-        for k in range(K):
-            m0 = M[6 * r, u, k]
-            m1 = M[6 * r + 1, u, k]
-            m2 = M[6 * r + 2, u, k]
-            m3 = M[6 * r + 3, u, k]
-            m4 = M[6 * r + 4, u, k]
-            m5 = M[6 * r + 5, u, k]
-            y0 = m0 + (m1 + m2) + (m3 + m4) + b[k]
-            y1 = (m1 - m2) + 2.0 * (m3 - m4) + b[k]
-            y2 = (m1 + m2) + 4.0 * (m3 + m4) + b[k]
-            y3 = (m1 - m2) + 8.0 * (m3 - m4) + m5 + b[k]
-            if relu:
-                y0 = max(y0, 0.0)
-                y1 = max(y1, 0.0)
-                y2 = max(y2, 0.0)
-                y3 = max(y3, 0.0)
-            if rule >= 0:  # w0 < W always; y1..y3 past a ragged edge are dropped below
-                y0 = backward_rule(y0, gate[n, h, w0, k], rule)
-                y1 = backward_rule(y1, gate[n, h, min(w0 + 1, W - 1), k], rule)
-                y2 = backward_rule(y2, gate[n, h, min(w0 + 2, W - 1), k], rule)
-                y3 = backward_rule(y3, gate[n, h, min(w0 + 3, W - 1), k], rule)
-            out[n, h, w0, k] = y0  # w0 < W always: a tile starts inside the image
-            if w0 + 1 < W:
-                out[n, h, w0 + 1, k] = y1
-            if w0 + 2 < W:
-                out[n, h, w0 + 2, k] = y2
-            if w0 + 3 < W:
-                out[n, h, w0 + 3, k] = y3
+    # x: (N, H, W, C), V: (36, Tb, C) for tiles t0 .. t0 + Tb - 1; CHUNK tiles per task.
+    Tb = V.shape[1]
+    for task in numba.prange((Tb + CHUNK - 1) // CHUNK):
+        _input_tiles(x, TH, TW, t0, V, task * CHUNK, min(Tb, (task + 1) * CHUNK))
 
 
 @numba.njit(**PARALLEL)
 def _output_transform(M, b, relu, gate, rule, TH, TW, t0, out):
-    # M: (36, Tb, K) for tiles t0 .. t0 + Tb - 1, overwritten; b: (K,); out: (N, H, W, K). One tile per task.
-    for u in numba.prange(M.shape[1]):
-        _output_tile(M, b, relu, gate, rule, TH, TW, t0 + u, u, out)
-
-
-@numba.njit(nogil=True, cache=True)
-def _output_transform_serial(M, b, relu, gate, rule, TH, TW, t0, out):
-    # The same in the calling thread, which holds no lock meanwhile (a share of ``_per_thread``).
-    for u in range(M.shape[1]):
-        _output_tile(M, b, relu, gate, rule, TH, TW, t0 + u, u, out)
+    # M: (36, Tb, K) for tiles t0 .. t0 + Tb - 1; b: (K,); out: (N, H, W, K). CHUNK tiles per task.
+    Tb = M.shape[1]
+    for task in numba.prange((Tb + CHUNK - 1) // CHUNK):
+        _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, task * CHUNK, min(Tb, (task + 1) * CHUNK))
 
 
 def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
@@ -337,9 +304,9 @@ def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
             n = min(Tb, T * (i + 1) // shares - t0)
             V = v_buf[:PATCH * PATCH * n * C].reshape(PATCH * PATCH, n, C)  # (36, n, C)
             M = m_buf[:PATCH * PATCH * n * K].reshape(PATCH * PATCH, n, K)  # (36, n, K)
-            _input_transform_serial(x, TH, TW, t0, V)
+            _input_tiles(x, TH, TW, t0, V, 0, n)  # in this thread, which holds no lock meanwhile (nogil)
             np.matmul(V, U, out=M)  # 36 GEMMs: (36, n, C) @ (36, C, K) -> (36, n, K)
-            _output_transform_serial(M, b, relu, gate, rule, TH, TW, t0, out)
+            _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, 0, n)
 
     run_shares(share, shares)
 
