@@ -149,7 +149,7 @@ def main(argv=None):
     from minivgg import VGG16
     from minivgg.errors import MinivggError
     from minivgg.features import objectives as obj
-    from minivgg.jit import shared_gemms
+    from minivgg.jit import many_passes
     from minivgg.features import param as P
     from minivgg.features import transforms as T
     from minivgg.features.optimise import LEARNING_RATE, Run, start_image
@@ -203,7 +203,7 @@ def main(argv=None):
     times = {who: [] for who in steps}
     for order in (list(steps), list(steps)[::-1]):
         for who in order:
-            with shared_gemms() if who == "ours" else contextlib.nullcontext():  # as optimise() holds it
+            with many_passes() if who == "ours" else contextlib.nullcontext():  # as optimise() holds them
                 steps[who](draws[-1])  # the block's first step, untimed
                 for affine in draws:
                     t0 = time.perf_counter()
@@ -214,7 +214,7 @@ def main(argv=None):
     parts = {k: [] for k in ("parameterisation", "transforms", "network forward", "network forward + backward",
                              "chain back + Adam")}
     below = [row.name for row in model.layers][[row.name for row in model.layers].index(args.layer) - 1]
-    with shared_gemms():  # as optimise() holds it
+    with many_passes():  # as optimise() holds them
         for affine in draws:
             t = [time.perf_counter()]
             rgb = run.image.rgb()

@@ -196,3 +196,33 @@ def test_run_shares_waits_for_every_share_and_raises():
         jit.run_shares(work, 3)
     assert sorted(done) == [1, 2]  # the others finished before the error came out
     assert threading.current_thread().name in names and len(names) >= 2
+
+
+def test_keep_freed_memory_nests_and_restores(monkeypatch):
+    """keep_freed_memory: glibc's mallopt switched once for nested callers, and back to glibc's
+    defaults with the free memory trimmed when the last one leaves (also on an exception)."""
+    from minivgg import jit
+
+    libc = jit._glibc()
+    assert libc is not None, "not glibc: keep_freed_memory changes nothing here"
+    calls = []
+
+    class Spy:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+
+    monkeypatch.setattr(jit, "_glibc", lambda: Spy())
+    with pytest.raises(KeyError):
+        with jit.keep_freed_memory() as kept:
+            assert kept and calls == [(jit.M_MMAP_MAX, 0), (jit.M_TRIM_THRESHOLD, 2**31 - 1)]
+            with jit.many_passes():
+                assert len(calls) == 2 and jit.sharing()
+            assert len(calls) == 2
+            raise KeyError("x")
+    assert calls[2:] == [(jit.M_MMAP_MAX, 65536), (jit.M_TRIM_THRESHOLD, 128 * 1024), ("trim", 0)]
+    assert not jit.sharing()

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import MinivggError
-from ..jit import shared_gemms
+from ..jit import many_passes
 from . import param as P
 from . import transforms as T
 from .objectives import Objective, gradient  # noqa: F401  (Objective: for users of optimise)
@@ -149,7 +149,7 @@ def optimise(model, objective, size, steps, seed=0, param="fourier", transforms=
     t0 = time.perf_counter()
     n = max(1, len(objective.targets))
     image = start_image(param, n, size, size, seed, objective.targets, photo)
-    with shared_gemms():  # one BLAS switch for the whole run, not one per pass (jit.py)
+    with many_passes():  # BLAS and memory settings, once for the whole run (jit.py)
         start, _ = evaluate(model, image.rgb(), objective)
         run = Run(model, objective, image, seed, transforms, lr)
         curve = np.empty((steps, n))
