@@ -286,10 +286,11 @@ def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
     blocks small enough that V and M stay in its core's cache (``CACHE_FLOATS``).
 
     Why: in the schedule of one big block at a time, V and M (16 MB each) go out to memory and back
-    between the three steps. Where C and K are small the transforms are then memory-bound and cost
-    more than the GEMMs: measured here, block1_conv2 at batch 16 (144x144): 119 ms that way, 67-78
-    ms this way; 224x224 at batch 1: 21 ms -> 11 ms. Where U is large (C * K > ``PER_THREAD_CK``)
-    small blocks would read all of it once per block, so those layers keep the big blocks.
+    between the three steps, and where C and K are small that costs more than the GEMMs. Measured
+    here, both inside ``shared_gemms``, alternating: block1_conv2 at batch 16 (144x144) 154 ms in big
+    blocks, 83 ms this way; 72x72, 128 -> 128: 77 -> 47 ms; 224x224 at batch 1: 17 -> 11 ms. Where U
+    is large (C * K > ``PER_THREAD_CK``) small blocks read all of it once per block: 256 -> 256 at
+    36x36 batch 16 was no faster (46 -> 45 ms), so those layers keep the big blocks.
     Needs OpenBLAS single-threaded (``jit.shared_gemms``): each thread calls its own GEMMs.
     """
     N, H, W, C = x.shape
@@ -342,7 +343,8 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
     The tiles go through in blocks of at most ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M, the
     two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size. With
     ``per_image``, blocks hold whole images (or, for a large image, the same part of each), one GEMM
-    per image.
+    per image. Inside ``jit.shared_gemms()``, without ``per_image``, a layer with C * K <=
+    ``PER_THREAD_CK`` takes the other schedule, ``_per_thread``; the results are the same.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 4:

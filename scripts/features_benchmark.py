@@ -21,14 +21,16 @@ and their objectives and gradients are compared (the run stops if they disagree 
 tf.function tracing, one trace per output size, left out), and the timed steps: per side, an untimed
 step and then the draws, back to back, as an optimisation loop takes them; minivgg, TF eager, TF
 graph, then again in reverse order: median seconds per step. Not one step of each side in turn:
-measured here, a minivgg step right after one of TensorFlow's, or after 2 s idle, took 2.1-2.3 s, the
-same steps back to back 1.6 s (as in the default run of ``scripts/features.py``: 422 s for 256 steps);
-TensorFlow's eager steps 3.0-3.2 s one at a time, 2.6 s back to back. Back to back is what a run of
+measured here (an earlier version), a minivgg step right after one of TensorFlow's, or after 2 s idle,
+took 2.1-2.3 s, the same steps back to back 1.6 s (as in the default run of ``scripts/features.py``
+then: 422 s for 256 steps); TensorFlow's eager steps 3.0-3.2 s one at a time, 2.6 s back to back. Back to back is what a run of
 many steps waits for. minivgg's step is also cut into
 its parts (parameterisation, transforms, network forward + backward, the chain back, Adam).
 
 Weights: ``--weights FILE`` (a Keras VGG16 file), else random He-normal ones (the time of a step does
-not depend on the values). Threads: as scripts/benchmark.py, set before NumPy loads.
+not depend on the values). Threads: as scripts/benchmark.py, set before NumPy loads. minivgg's steps
+run inside ``jit.many_passes()``, as ``optimise`` runs them (GEMMs shared among minivgg's threads,
+freed memory kept); TensorFlow's run as TensorFlow runs them.
 """
 import argparse
 import os
