@@ -60,8 +60,10 @@ def _winners(x, n, h0, w0, size, m, best):
     # element is its first maximum in row-major order (di * size + dj), by a strict ">" scan. The
     # one place the rule is written: the forward and the backward kernel both call it. The inner
     # loop runs along the channels, contiguous in x, m and best: LLVM vectorises it.
-    m[:] = x[n, h0, w0]
-    best[:] = 0
+    first = x[n, h0, w0]  # (C,)
+    for c in range(m.shape[0]):
+        m[c] = first[c]
+        best[c] = 0
     for di in range(size):
         for dj in range(size):
             row = x[n, h0 + di, w0 + dj]  # (C,)
@@ -145,10 +147,12 @@ def _max_pool2d_backward(x, dy, size, stride, rule, dx):
         n = nh // OH
         i = nh % OH
         h0 = i * stride
-        if gaps:
-            dx[n, h0:h0 + stride] = 0.0
-        if i == OH - 1:
-            dx[n, OH * stride:H] = 0.0  # the rows below the last window (odd H)
+        for h in range(h0, H if i == OH - 1 else h0 + stride):  # this task's rows (the last: all below too)
+            if gaps or h >= OH * stride:  # a row with elements outside every window: zero it first
+                row = dx[n, h]  # (W, C)
+                for w in range(W):
+                    for c in range(C):
+                        row[w, c] = 0.0
         m = np.empty(C, dtype=np.float32)
         best = np.empty(C, dtype=np.int64)
         for j in range(OW):
@@ -158,7 +162,8 @@ def _max_pool2d_backward(x, dy, size, stride, rule, dx):
             for di in range(size):
                 for dj in range(size):
                     p = di * size + dj
-                    out, at = dx[n, h0 + di, w0 + dj], x[n, h0 + di, w0 + dj]  # (C,) each
+                    out = dx[n, h0 + di, w0 + dj]  # (C,)
+                    at = x[n, h0 + di, w0 + dj]  # (C,)
                     for c in range(C):
                         v = g[c] if rule < 0 else backward_rule(g[c], at[c], rule)
                         out[c] = v if best[c] == p else 0.0
