@@ -1,6 +1,8 @@
-"""Numba settings, decided in one place.
+"""How minivgg runs on the CPU, decided in one place: Numba's settings, threads, memory.
 
-Every kernel in minivgg is compiled with one option set, ``PARALLEL`` = ``cache=True, parallel=True``:
+Every parallel kernel in minivgg is compiled with one option set, ``PARALLEL`` = ``cache=True,
+parallel=True`` (the serial helpers they call: ``cache=True``, and ``nogil=True`` where minivgg's own
+threads run them at once, as Winograd's per-thread schedule does):
 
 - ``cache=True``: compiled once, kept in ``__pycache__``, so later runs start warm;
 - ``parallel=True``: the outer loop of each kernel is a ``numba.prange``, which Numba splits over its
