@@ -31,7 +31,8 @@ one ordinary BLAS call on one of minivgg's threads, ``run_shares``). Measured he
 GEMMs of block-sized shapes takes 0.75x-1.0x the time of one two-threaded np.matmul. With that,
 Winograd can also give each thread its share of the tiles through the whole chain, transforms
 included (``winograd._per_thread``). The switch is made once per pass (``model(x)``,
-``activations``, ``gradients``) or once per run (``features.optimise``), not per layer: switching
+``activations``, ``gradients``) or once per run (``many_passes``: feature visualisation, SmoothGrad,
+IG, which also keep freed memory: see the end of this file), not per layer: switching
 OpenBLAS back to two threads wakes its worker, which then spins into the next layer's transforms
 (measured: switching per layer made the batch-1 forward pass 1.3x slower).
 """
@@ -68,8 +69,11 @@ def _find_openblas():
             lib = ctypes.CDLL(path)
             for prefix, suffix in (("scipy_", "64_"), ("", ""), ("", "64_"), ("scipy_", "")):
                 get, put = (getattr(lib, f"{prefix}openblas_{what}_num_threads{suffix}", None) for what in ("get", "set"))
-                if found is None and get is not None and put is not None:
+                if get is not None and put is not None:
                     found = (get, put)
+                    break
+            if found is not None:
+                break
         _openblas.append(found)
     return _openblas[0]
 
@@ -207,7 +211,7 @@ def _glibc():
     return _libc[0]
 
 
-def _keep(_=None):
+def _keep():
     _glibc().mallopt(M_MMAP_MAX, 0)  # large blocks from the heap too, not each from its own mmap
     _glibc().mallopt(M_TRIM_THRESHOLD, 2**31 - 1)  # and the heap's free top kept, not given back
 
