@@ -8,10 +8,10 @@ Reading order: im2col -> conv -> relu, pool, dense -> vgg (the table) -> weights
     print(minivgg.decode_predictions(model(x)))             # top-5 (wnid, name, score)
 """
 from .errors import MinivggError
-from .imagenet import decode_predictions
-from .preprocess import load_image, preprocess_input
-from .vgg import VGG, VGG16, VGG19, summary
-from .vgg16 import LAYERS
+from .files.imagenet import decode_predictions
+from .files.preprocess import load_image, preprocess_input
+from .network.table import summary
+from .network.vgg import VGG, VGG16, VGG19
 
-__all__ = ["VGG", "VGG16", "VGG19", "LAYERS", "MinivggError", "decode_predictions", "load_image", "preprocess_input",
+__all__ = ["VGG", "VGG16", "VGG19", "MinivggError", "decode_predictions", "load_image", "preprocess_input",
            "summary"]

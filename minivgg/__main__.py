@@ -7,9 +7,10 @@
 import argparse
 import sys
 
-from .conv import METHODS
+from .layers.conv import METHODS
 from .errors import MinivggError
-from .vgg import ARCHS, TOP_SIZE, VGG, VGG16, VGG19, layers, plan, summary
+from .network.table import ARCHS, TOP_SIZE, layers, plan, summary
+from .network.vgg import VGG, VGG16, VGG19
 
 
 def main(argv=None):

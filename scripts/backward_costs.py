@@ -16,13 +16,13 @@ import time
 import numpy as np
 
 import minivgg  # noqa: F401  (first: Numba's threading layer is chosen before any kernel runs)
-from minivgg.conv import conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, conv2d_im2col, conv2d_naive, \
+from minivgg.layers.conv import conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, conv2d_im2col, conv2d_naive, \
     transpose_kernel
-from minivgg.dense import dense, dense_backward, softmax, softmax_backward, softmax_backward_naive
-from minivgg.gradcheck import relative_error
-from minivgg.pool import max_pool2d, max_pool2d_backward, max_pool2d_backward_naive
-from minivgg.relu import bias_relu, relu_backward, relu_backward_naive
-from minivgg.winograd import conv3x3_winograd, winograd_kernel
+from minivgg.layers.dense import dense, dense_backward, softmax, softmax_backward, softmax_backward_naive
+from minivgg.layers.gradcheck import relative_error
+from minivgg.layers.pool import max_pool2d, max_pool2d_backward, max_pool2d_backward_naive
+from minivgg.layers.relu import bias_relu, relu_backward, relu_backward_naive
+from minivgg.layers.winograd import conv3x3_winograd, winograd_kernel
 
 
 def check(name, ours, want, tol):

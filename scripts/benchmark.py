@@ -63,7 +63,7 @@ IMPORT_NAME = {"tensorflow": "tensorflow", "pytorch": "torch"}
 DEFAULT_REPEATS, QUICK_REPEATS = 10, 3
 DEFAULT_NAIVE_SIZE, QUICK_NAIVE_SIZE = 56, 32
 WHOLE = ("forward", "gradients")  # the --layers names of whole-network rows
-MIN_SIZE = 32  # VGG16's five pools halve the size: 32 -> 1 (minivgg.vgg16.MIN_SIZE; not imported before --threads)
+MIN_SIZE = 32  # VGG16's five pools halve the size: 32 -> 1 (minivgg.network.table.MIN_SIZE; not imported before --threads)
 
 
 def parse_args(argv):
@@ -112,7 +112,7 @@ def tensorflow_methods(threads):
     """TensorFlow: (conv Method, forward Method, version)."""
     import keras
     import tensorflow as tf
-    from minivgg.bench import Method
+    from minivgg.benchmarks.harness import Method
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -187,8 +187,8 @@ def pytorch_methods(threads, args):
     """PyTorch (CPU): (conv Method, forward Method, version)."""
     import torch
     import torch.nn.functional as F
-    from minivgg.bench import Method
-    from minivgg.vgg16 import NOTOP
+    from minivgg.benchmarks.harness import Method
+    from minivgg.network.table import layers
 
     torch.set_num_threads(threads)
     try:
@@ -214,7 +214,7 @@ def pytorch_methods(threads, args):
         return F.relu(F.conv2d(x, p[0], p[1], padding=1))  # (N, C, H, W) -> (N, K, H, W)
 
     def forward(x, p):
-        for row in NOTOP:
+        for row in layers("vgg16", include_top=False):
             x = conv(x, p[row.name]) if row.kind == "conv" else F.max_pool2d(x, 2)
         return x
 
@@ -232,7 +232,7 @@ def pytorch_methods(threads, args):
 def choose(args):
     """The methods and layers to run. Returns (minivgg methods {name: Method}, frameworks [names],
     want_auto, layer names, notes)."""
-    from minivgg import bench
+    from minivgg.benchmarks import harness as bench
     from minivgg.errors import MinivggError
 
     names = list(bench.CONV_METHODS) + ["auto"] + list(FRAMEWORKS)
@@ -328,7 +328,7 @@ def measure(method, name, layer, weights, x, ref, repeats, load_repeats=0, tol=N
     rel_error (of the check), load_ms (None without a load step)."""
     import time
 
-    from minivgg import bench
+    from minivgg.benchmarks import harness as bench
 
     params, load_ms = weights, None
     if method.load is not None:
@@ -354,7 +354,7 @@ def at_size(methods, size, args):
 
 
 def run_conv(table, layers, methods, args, weights, sgemm):
-    from minivgg import bench
+    from minivgg.benchmarks import harness as bench
 
     table.section(f"conv layers: median of {args.repeats} calls after the first (JIT compile, shown apart) "
                   f"and one warm-up; NumPy sgemm = {sgemm:.1f} GFLOP/s", CONV_COLUMNS)
@@ -379,9 +379,9 @@ def run_memory(table, layers, args):
     """Max-pool on every pool layer's input, and the fused bias + ReLU on every conv layer's GEMM
     output (what conv2d runs after its matmul), against a copy."""
     import numpy as np
-    from minivgg import bench
-    from minivgg.pool import max_pool2d
-    from minivgg.relu import bias_relu
+    from minivgg.benchmarks import harness as bench
+    from minivgg.layers.pool import max_pool2d
+    from minivgg.layers.relu import bias_relu
 
     table.section("memory-bound kernels: max_pool2d on each pool layer's input, bias_relu (in place) on each "
                   "conv layer's (N*H*W, K) GEMM output; GB/s = (bytes read + written) / median time, "
@@ -411,9 +411,9 @@ def run_memory(table, layers, args):
 
 
 def run_forward(table, methods, frameworks, want_auto, args, weights, sgemm, tmp):
-    from minivgg import bench
-    from minivgg.conv import METHODS
-    from minivgg.vgg16 import VGG16
+    from minivgg.benchmarks import harness as bench
+    from minivgg.layers.conv import METHODS
+    from minivgg.network.vgg import VGG16
 
     path = bench.save_weights(weights, os.path.join(tmp, "weights.h5"))
 
@@ -450,7 +450,7 @@ def run_conv_backward(table, layers, methods, fw, args, weights, sgemm):
     """Per conv layer, the backward pass's two convolutions: dx (dL/d(input), the conv of dy with the
     flipped kernel) per method, and dW (im2col(x)^T @ dy), beside TensorFlow's Conv2DBackpropInput and
     Conv2DBackpropFilter (what its GradientTape runs). Checked against ``bench.reference_conv_backward``."""
-    from minivgg import bench
+    from minivgg.benchmarks import harness as bench
 
     todo = {kind: {m: make() for m, make in ours.items() if m in methods}
             for kind, ours in (("dx", bench.DX_METHODS), ("dW", bench.DW_METHODS))}
@@ -480,10 +480,11 @@ def run_gradients(table, methods, fw, want_auto, args, tmp):
     per method against TensorFlow's GradientTape on Keras' VGG16 with the same weights. At 224x224 with
     the top (the score before the softmax); at other sizes without it (the mean of one block5_conv3
     channel, its most active one). Checked against ``bench.reference_gradient`` (float64)."""
-    from minivgg import bench
-    from minivgg.backprop import channel_mean, class_score
-    from minivgg.conv import METHODS
-    from minivgg.vgg16 import TOP_SIZE, VGG16
+    from minivgg.benchmarks import harness as bench
+    from minivgg.network.backprop import channel_mean, class_score
+    from minivgg.layers.conv import METHODS
+    from minivgg.network.table import TOP_SIZE
+    from minivgg.network.vgg import VGG16
 
     top = args.size == TOP_SIZE
     weights = bench.weights(include_top=top)
@@ -648,7 +649,7 @@ def check_writable(path):
 
 
 def run(args, threads, late):
-    from minivgg import bench  # first: minivgg.jit picks Numba's threading layer before it starts
+    from minivgg.benchmarks import harness as bench  # first: minivgg.jit picks Numba's threading layer before it starts
     from minivgg.errors import MinivggError
     import numba
 

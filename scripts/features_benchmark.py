@@ -64,7 +64,7 @@ def tensorflow_step(model, objective, size, lr, compiled=True):
     import tensorflow as tf
     from minivgg.features import param as P
     from minivgg.features import transforms as T
-    from minivgg.preprocess import IMAGENET_MEAN_BGR
+    from minivgg.files.preprocess import IMAGENET_MEAN_BGR
 
     names = [row.name for row in model.layers]
     below = names[names.index(objective.layer) - 1]

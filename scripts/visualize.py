@@ -2,6 +2,6 @@
 
     python scripts/visualize.py photo.jpg        # same as the installed command: minivgg-visualize
 """
-from minivgg.visualize_cli import main
+from minivgg.visualize.cli import main
 
 raise SystemExit(main())

@@ -17,15 +17,16 @@ import pytest
 
 from conftest import rand
 from minivgg import MinivggError, VGG16
-from minivgg.backprop import channel_mean, class_score
-from minivgg.conv import (conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, conv2d_naive,
+from minivgg.network.backprop import channel_mean, class_score
+from minivgg.layers.conv import (conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, conv2d_naive,
                           transpose_kernel)
-from minivgg.dense import (dense_backward, dense_backward_naive, dense_naive, softmax_backward,
+from minivgg.layers.dense import (dense_backward, dense_backward_naive, dense_naive, softmax_backward,
                            softmax_backward_naive, softmax_naive)
-from minivgg.gradcheck import numerical_gradient, relative_error
-from minivgg.pool import max_pool2d, max_pool2d_argmax_naive, max_pool2d_backward, max_pool2d_backward_naive, max_pool2d_naive
-from minivgg.relu import RELU_RULES, relu_backward, relu_backward_naive
-from minivgg.winograd import winograd_kernel
+from minivgg.layers.gradcheck import numerical_gradient, relative_error
+from minivgg.layers.pool import max_pool2d, max_pool2d_argmax_naive, max_pool2d_backward, max_pool2d_backward_naive, max_pool2d_naive
+from minivgg.layers.relu import RELU_RULES, relu_backward, relu_backward_naive
+from minivgg.jit import shared_gemms
+from minivgg.layers.winograd import winograd_kernel
 
 NUMERIC = 1e-7
 FAST = 1e-5
@@ -206,7 +207,7 @@ def test_pool_backward_equals_naive_and_central_differences(shape):
 def test_pool_backward_kernel_writes_every_element(shape, size, stride):
     """The fast kernel zeroes dx itself, in parallel (no np.zeros pass first): handed a dx full of NaN,
     it leaves none, including the rows no window covers (odd sizes, stride > size)."""
-    from minivgg.pool import _max_pool2d_backward
+    from minivgg.layers.pool import _max_pool2d_backward
 
     rng = np.random.default_rng(sum(shape) + stride)
     x = rand(rng, *shape)

@@ -3,7 +3,7 @@ method before timing it. Everything runs at 32x32 (VGG16's smallest input) with 
 
 The script is run twice: once as a real command (a subprocess: the thread variables are set before
 NumPy loads, as a user runs it), and in this process through its ``main(argv)``, where a deliberately
-wrong method can be registered in ``minivgg.bench.CONV_METHODS``, the benchmark's method table.
+wrong method can be registered in ``minivgg.benchmarks.harness.CONV_METHODS``, the benchmark's method table.
 """
 import json
 import math
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg import bench
-from minivgg.conv import METHODS, conv2d_im2col, conv2d_naive
+from minivgg.benchmarks import harness as bench
+from minivgg.layers.conv import METHODS, conv2d_im2col, conv2d_naive
 from minivgg.errors import MinivggError
-from minivgg.pool import max_pool2d_naive
+from minivgg.layers.pool import max_pool2d_naive
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 FAST = ["--size", "32", "--quick", "--repeats", "1"]
@@ -124,9 +124,9 @@ def test_command_covers_every_layer_and_method(tmp_path):
 def test_backward_references_are_the_naive_twins():
     """The float64 references of the backward rows equal the package's naive backward kernels on a
     lopsided batch (float64 in, so only summation order differs: 1e-12)."""
-    from minivgg.backprop import channel_mean
-    from minivgg.conv import conv2d_backward_naive
-    from minivgg.vgg16 import VGG16
+    from minivgg.network.backprop import channel_mean
+    from minivgg.layers.conv import conv2d_backward_naive
+    from minivgg.network.vgg import VGG16
 
     rng = np.random.default_rng(2)
     x, w, dy = rng.standard_normal((2, 7, 5, 3)), rng.standard_normal((3, 3, 3, 4)), rng.standard_normal((2, 7, 5, 4))
@@ -293,9 +293,9 @@ def test_requests_that_cannot_be_met_are_one_line_errors(main, capsys, argv, mes
 def test_memory_section_times_the_fused_bias_relu(main, monkeypatch, tmp_path):
     """The kernel conv layers really run after their GEMM, ``bias_relu(y, b, relu=True)`` in place on
     the (N*H*W, K) output, is the one timed; the plain ``relu()`` (no layer calls it) is not."""
-    import minivgg.relu
+    import minivgg.layers.relu
 
-    calls, real = [], minivgg.relu.bias_relu
+    calls, real = [], minivgg.layers.relu.bias_relu
 
     def spy(y, b, relu=False):
         calls.append((y.shape, relu))
@@ -304,8 +304,8 @@ def test_memory_section_times_the_fused_bias_relu(main, monkeypatch, tmp_path):
     def no_relu(x):
         raise AssertionError("relu() is not what a conv layer runs")
 
-    monkeypatch.setattr(minivgg.relu, "bias_relu", spy)  # conv.py keeps its own reference: only the benchmark sees it
-    monkeypatch.setattr(minivgg.relu, "relu", no_relu)
+    monkeypatch.setattr(minivgg.layers.relu, "bias_relu", spy)  # conv.py keeps its own reference: only the benchmark sees it
+    monkeypatch.setattr(minivgg.layers.relu, "relu", no_relu)
     out = tmp_path / "bench.json"
     assert main([*FAST, "--no-frameworks", "--methods", "im2col", "--layers", "block2_conv1", "--json", str(out)]) == 0
     assert calls == [((16 * 16, 128), True)] * 3  # block2_conv1 at 32: 16x16 -> 128; checked, warm-up, 1 timed

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg import visualize_cli
+from minivgg.visualize import cli as visualize_cli
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from minivgg import download as dl
+from minivgg.files import download as dl
 from minivgg.errors import MinivggError
 
 BODY = bytes(range(256)) * 3001  # 768,256 bytes: not a multiple of the read size

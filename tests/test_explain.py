@@ -164,7 +164,7 @@ def test_layer_gradients_are_the_layer_output_and_its_gradient(notop, x2, live):
 def test_backward_pass_stops_at_the_layer_when_no_input_gradient_is_wanted(notop, x2, live, monkeypatch):
     """``input=False`` (what Grad-CAM uses): the same dS/dA, no "input", and no conv below the layer
     runs its backward pass."""
-    import minivgg.backprop as bp
+    import minivgg.network.backprop as bp
 
     seeds = resolve(notop, x2, live).seeds(notop, x2)
     full = notop.gradients(x2, seeds, layers=["block4_conv2"])

@@ -36,7 +36,7 @@ from conftest import GRADIENT_AGREEMENT, KERAS_COSINE
 from minivgg import VGG16, explain, load_image, preprocess_input
 from minivgg.explain.gradient_maps import noisy_copies
 from minivgg.explain.targets import resolve
-from minivgg.preprocess import IMAGENET_MEAN_BGR
+from minivgg.files.preprocess import IMAGENET_MEAN_BGR
 from tf_pinned import keras_input_gradient, tf_gradients
 
 pytestmark = pytest.mark.tensorflow

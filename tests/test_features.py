@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg import VGG16, report, visualize_cli
+from minivgg import VGG16
+from minivgg.visualize import report
+from minivgg.visualize import cli as visualize_cli
 from minivgg.errors import MinivggError
 from minivgg.features import cli, optimise as O, page as pages, param as P, transforms as T
-from minivgg.gradcheck import numerical_gradient, relative_error
+from minivgg.layers.gradcheck import numerical_gradient, relative_error
 
 REPO = Path(__file__).resolve().parents[1]
 EXACT = 1e-7  # an exact backward agrees with float64 central differences to ~1e-9 (gradcheck.py); a wrong one by >1e-2
@@ -71,7 +73,7 @@ def test_elementwise_steps_backward(forward, backward, needs_output):
 
 
 def test_preprocess_matches_the_package():
-    from minivgg.preprocess import preprocess_input
+    from minivgg.files.preprocess import preprocess_input
 
     rgb = np.random.default_rng(3).uniform(0, 1, (2, 4, 5, 3)).astype(np.float32)
     np.testing.assert_allclose(P.to_network_input(rgb), preprocess_input(255 * rgb), atol=1e-4)
@@ -158,7 +160,7 @@ def test_the_whole_chain_backward_equals_central_differences():
 
 
 def test_pre_relu_seed_is_the_backward_conv():
-    from minivgg.conv import conv2d_backward_input
+    from minivgg.layers.conv import conv2d_backward_input
     from minivgg.features.objectives import pre_relu_seed
 
     kernel = np.random.default_rng(9).standard_normal((3, 3, 5, 7)).astype(np.float32)  # C=5 != K=7

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import GRADIENT_AGREEMENT, KERAS_COSINE
 from minivgg import VGG16, load_image, preprocess_input
-from minivgg.backprop import channel_mean, class_score
+from minivgg.network.backprop import channel_mean, class_score
 from tf_pinned import keras_input_gradient, tf_gradients
 
 BAR = 1e-4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from minivgg.errors import MinivggError
-from minivgg.imagenet import decode_predictions, load_class_index
+from minivgg.files.imagenet import decode_predictions, load_class_index
 
 KERAS_MD5 = "c2c37ea517e94d9795004a39431a14cb"  # the file_hash in keras/src/applications/imagenet_utils.py
 

@@ -15,11 +15,11 @@ import pytest
 import conftest
 from conftest import rand
 
-from minivgg.conv import conv2d, conv2d_im2col, conv2d_naive
-from minivgg.dense import dense, dense_naive, softmax, softmax_naive
-from minivgg.im2col import im2col, im2col_naive
-from minivgg.pool import max_pool2d, max_pool2d_naive
-from minivgg.relu import bias_relu, bias_relu_naive, relu, relu_naive
+from minivgg.layers.conv import conv2d, conv2d_im2col, conv2d_naive
+from minivgg.layers.dense import dense, dense_naive, softmax, softmax_naive
+from minivgg.layers.im2col import im2col, im2col_naive
+from minivgg.layers.pool import max_pool2d, max_pool2d_naive
+from minivgg.layers.relu import bias_relu, bias_relu_naive, relu, relu_naive
 
 RTOL = 1e-5
 

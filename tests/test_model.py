@@ -5,7 +5,9 @@ import pytest
 import minivgg
 from minivgg import MinivggError, VGG16
 from minivgg.__main__ import main
-from minivgg.vgg16 import LAYERS, NOTOP, plan
+from minivgg.network.table import layers, plan
+
+LAYERS, NOTOP = layers("vgg16"), layers("vgg16", include_top=False)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,7 @@ def test_cli_errors_are_one_line(capsys, argv, message):
 
 
 def test_vgg19_table_from_configuration_e():
-    from minivgg.vgg import CONFIGS, conv_base
+    from minivgg.network.table import CONFIGS, conv_base
 
     rows = conv_base("vgg19")
     assert [r.name for r in rows if r.kind == "conv"][-4:] == ["block5_conv1", "block5_conv2", "block5_conv3",

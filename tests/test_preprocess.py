@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from minivgg.errors import MinivggError
-from minivgg.preprocess import IMAGENET_MEAN_BGR, load_image, preprocess_input
+from minivgg.files.preprocess import IMAGENET_MEAN_BGR, load_image, preprocess_input
 
 MEAN_BGR = np.array(IMAGENET_MEAN_BGR, dtype=np.float32)  # (3,)
 

@@ -15,8 +15,8 @@ import pytest
 
 from conftest import AGREEMENT
 from minivgg import VGG, VGG16, VGG19, decode_predictions, load_image, preprocess_input
-from minivgg.conv import METHODS
-from minivgg.imagenet import load_class_index
+from minivgg.layers.conv import METHODS
+from minivgg.files.imagenet import load_class_index
 
 BAR = 1e-4
 CLASS_OF = {wnid: int(i) for i, (wnid, _) in load_class_index().items()}

@@ -1,4 +1,4 @@
-"""minivgg.visualize (grids), minivgg.report (the page) and minivgg-visualize (the command).
+"""minivgg.visualize.grids, minivgg.visualize.report (the page) and minivgg-visualize (the command).
 
 Grid tests use lopsided shapes (H != W, channel counts that do not fill the last row). End-to-end
 tests run ``main([...])`` on Keras-written weight files (conftest) and the bundled photo.
@@ -18,12 +18,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg import download, pipeline, report, visualize_cli
+from minivgg.files import download
+from minivgg.visualize import pipeline
+from minivgg.visualize import report
+from minivgg.visualize import cli as visualize_cli
 from minivgg.errors import MinivggError
-from minivgg.imagenet import decode_predictions
-from minivgg.preprocess import load_image, preprocess_input
-from minivgg.vgg16 import LAYERS, VGG16
-from minivgg.visualize import CMAPS, GAP_COLOUR, channel_ranges, colourise, grid, grid_name, layer_stats
+from minivgg.files.imagenet import decode_predictions
+from minivgg.files.preprocess import load_image, preprocess_input
+from minivgg.network.table import layers
+from minivgg.network.vgg import VGG16
+
+LAYERS = layers("vgg16")
+from minivgg.visualize.grids import CMAPS, GAP_COLOUR, channel_ranges, colourise, grid, grid_name, layer_stats
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}  # channels per block

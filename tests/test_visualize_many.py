@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minivgg import image_files, visualize_cli
+from minivgg.files import image_files
+from minivgg.visualize import cli as visualize_cli
 from minivgg.errors import MinivggError
-from minivgg.pipeline import QUEUE, WRITERS
+from minivgg.visualize.pipeline import QUEUE, WRITERS
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO / "minivgg" / "data" / "grace_hopper.jpg"

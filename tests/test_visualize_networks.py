@@ -6,7 +6,10 @@ import re
 
 import pytest
 
-from minivgg import VGG, load_image, preprocess_input, visualize_cli
+from minivgg import VGG
+from minivgg import load_image
+from minivgg import preprocess_input
+from minivgg.visualize import cli as visualize_cli
 
 # VGG19 written out by hand (not from the package's table): 2, 2, 4, 4, 4 convs per block.
 VGG19_MAPS = [f"block{b}_{k}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))

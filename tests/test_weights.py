@@ -7,7 +7,7 @@ import pytest
 
 import minivgg
 from minivgg import MinivggError, VGG16
-from minivgg.weights import read_weight_file
+from minivgg.files.weights import read_weight_file
 
 
 def keras_params(tf, path, include_top):

@@ -16,11 +16,11 @@ import conftest
 from conftest import rand
 
 import minivgg.jit as jit
-import minivgg.vgg as vgg_module
-import minivgg.winograd as wg
-from minivgg.conv import conv2d, conv2d_im2col, conv2d_naive
-from minivgg.vgg16 import VGG16
-from minivgg.winograd import AT, BT, G, conv3x3_winograd, conv3x3_winograd_naive, winograd_kernel
+import minivgg.network.vgg as vgg_module
+import minivgg.layers.winograd as wg
+from minivgg.layers.conv import conv2d, conv2d_im2col, conv2d_naive
+from minivgg.network.vgg import VGG16
+from minivgg.layers.winograd import AT, BT, G, conv3x3_winograd, conv3x3_winograd_naive, winograd_kernel
 
 RTOL = 1e-4  # see the module docstring
 MATRIX_TOL = 1e-12
@@ -151,7 +151,7 @@ def test_relu_fused_in_output_transform(schedule):
 @pytest.mark.parametrize("shape", [(2, 7, 9, 4, 6), (1, 5, 6, 3, 8), (3, 4, 3, 5, 2), (3, 21, 26, 3, 5)])
 def test_relu_backward_fused_in_output_transform(shape, rule, schedule):
     """relu_below=(y, rule): bit for bit relu_backward(y, conv, rule), ragged edges included."""
-    from minivgg.relu import relu_backward
+    from minivgg.layers.relu import relu_backward
 
     x, w, b = conv_case(shape, seed=6)
     U = winograd_kernel(w)

@@ -25,7 +25,8 @@ has the contract of ``model.gradients(x, seeds, relu=..., logits=..., weights=..
 """
 import numpy as np
 
-from minivgg.pool import max_pool2d_argmax_naive
+from minivgg.jit import shared_gemms
+from minivgg.layers.pool import max_pool2d_argmax_naive
 
 RULES = ("plain", "guided", "deconvnet")
 

@@ -34,9 +34,12 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .conv import conv2d_backward_input, conv2d_backward_weights, conv2d_im2col, conv2d_naive, transpose_kernel
-from .errors import MinivggError
-from .vgg16 import LAYERS, NOTOP, shapes  # NOTOP: the 13 conv and 5 pool layers; LAYERS: with the top
+from ..layers.conv import conv2d_backward_input, conv2d_backward_weights, conv2d_im2col, conv2d_naive, transpose_kernel
+from ..errors import MinivggError
+from ..network.table import layers, shapes
+
+LAYERS = layers("vgg16")  # VGG16's table with the top
+NOTOP = layers("vgg16", include_top=False)  # the 13 conv and 5 pool layers
 
 TOL = 1e-4
 
@@ -111,7 +114,7 @@ def weights(seed=0, include_top=False):
     Returns {layer name: (w (3, 3, C, K) or (D, U), b (K,) or (U,))}, float32, for the conv layers
     (and fc1, fc2, predictions with ``include_top``).
     """
-    from .vgg16 import VGG16
+    from ..network.vgg import VGG16
 
     rng = np.random.default_rng(seed)
     params = VGG16(weights=None, include_top=include_top, method="im2col").params  # im2col: no kernel transforms
@@ -145,7 +148,7 @@ def reference_gradient(params, x, seed_layer, dy):
     Its ReLU and pool decisions are float64's own, so a float32 pass may differ from it where a
     pre-activation lies within rounding of 0 (see ``GRADIENT_TOL``).
     """
-    from .pool import max_pool2d_backward_naive
+    from ..layers.pool import max_pool2d_backward_naive
 
     rows, outs, a = [], [], x.astype(np.float64)
     for row in LAYERS:
@@ -308,7 +311,7 @@ class Method(NamedTuple):
 
 
 def _winograd():
-    from .winograd import conv3x3_winograd, winograd_kernel
+    from ..layers.winograd import conv3x3_winograd, winograd_kernel
 
     return Method(
         run=lambda x, p: conv3x3_winograd(x, p[0], p[1], True),
@@ -317,7 +320,7 @@ def _winograd():
 
 
 def _winograd_dx():
-    from .winograd import winograd_kernel
+    from ..layers.winograd import winograd_kernel
 
     return Method(
         run=lambda dy, p: conv2d_backward_input(dy, p[0], pad=1, method="winograd", U_t=p[1]),

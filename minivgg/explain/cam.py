@@ -19,6 +19,7 @@ for 224x224 input). To put it on the image there are two more steps, kept apart 
 import numpy as np
 
 from ..errors import MinivggError
+from ..network.table import shapes
 from .gradient_maps import guided_backprop
 from .targets import BATCH, chunks, resolve
 
@@ -52,8 +53,6 @@ def layer_gradients(model, x, target, layer=DEFAULT_LAYER, batch=BATCH):
 
 
 def _shape(model, x, layer):
-    from ..vgg import shapes
-
     return next((len(x),) + s[1:] for row, s, _ in shapes(model.layers, x.shape[1], x.shape[2]) if row.name == layer)
 
 

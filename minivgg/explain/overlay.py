@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import MinivggError
-from ..visualize import CMAPS
+from ..visualize.grids import CMAPS
 from .cam import upsample
 from .sanity import view
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import report
+from ..visualize import report
 from .overlay import CMAP, legend_text
 from .sanity import INSENSITIVE
 

@@ -22,6 +22,7 @@ the colour channels for (N, H, W, 3) maps, the map itself for (N, H, W) or (N, h
 import numpy as np
 
 from ..errors import MinivggError
+from .targets import resolve
 
 INSENSITIVE = 0.5  # |Spearman| still above this with every layer redrawn: the map explains the image
 
@@ -120,8 +121,6 @@ def cascading_randomization(model, x, target, methods, by="block", seed=0, origi
     Returns {"steps": [label, ...], "spearman": {name: (N, steps) float64}}: the rank correlation of
     each image's map after step s with its original map.
     """
-    from .targets import resolve
-
     x = model._check_input(x)
     t = resolve(model, x, target)
     originals = dict(originals or {})

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backprop import channel_mean, class_score
+from ..network.backprop import channel_mean, class_score
 from ..errors import MinivggError
 
 BATCH = 8  # images per backward pass when a method sends many copies (SmoothGrad, IG): bounds memory

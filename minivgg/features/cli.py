@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import report
+from ..visualize import report
 from ..errors import MinivggError, error_line
-from ..preprocess import load_image
-from ..vgg import ARCHS, MIN_SIZE, TITLES, TOP_SIZE, conv_base, shapes
-from ..visualize import tile_images
-from ..visualize_cli import MODELS, conv_weights
+from ..files.preprocess import load_image
+from ..network.table import ARCHS, MIN_SIZE, TITLES, TOP_SIZE, conv_base, shapes
+from ..visualize.grids import tile_images
+from ..visualize.cli import MODELS, conv_weights
 from . import page as pages
 from .optimise import LEARNING_RATE, Objective, optimise
 from .param import PARAMS

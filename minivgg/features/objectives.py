@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backprop import channel_mean, class_score
+from ..network.backprop import channel_mean, class_score
 from ..errors import MinivggError
-from ..vgg16 import shapes
+from ..network.table import shapes
 
 OBJECTIVES = ("channel", "class", "dream")
 

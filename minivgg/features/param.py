@@ -34,7 +34,7 @@ preprocessing's is 255 times the channel flip. The tests hold each to central di
 import numpy as np
 
 from ..errors import MinivggError
-from ..preprocess import IMAGENET_MEAN_BGR
+from ..files.preprocess import IMAGENET_MEAN_BGR
 
 # Lucid, param/color.py: the square root of ImageNet's RGB colour correlation matrix (from its SVD).
 COLOUR_SQRT = np.array([[0.26, 0.09, 0.02],

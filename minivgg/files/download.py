@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import MinivggError
+from ..errors import MinivggError
 
 
 class WeightFile(NamedTuple):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .errors import MinivggError
+from ..errors import MinivggError
 
 
 def is_image(path):

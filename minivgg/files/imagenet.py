@@ -14,7 +14,7 @@ import json
 
 import numpy as np
 
-from .errors import MinivggError
+from ..errors import MinivggError
 
 NUM_CLASSES = 1000
 

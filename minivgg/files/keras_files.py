@@ -25,7 +25,7 @@ import struct
 import zipfile
 from typing import NamedTuple
 
-from .errors import MinivggError
+from ..errors import MinivggError
 from .weights import WeightFile
 
 MAX_CONFIG_BYTES = 64 << 20  # a VGG's config.json is ~20 KB; refuse to read a member claiming more

@@ -18,8 +18,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import MinivggError
-from .vgg16 import MIN_SIZE  # 32: the smallest side VGG16 takes (five 2x2 pools)
+from ..errors import MinivggError
+from ..network.table import MIN_SIZE  # 32: the smallest side VGG16 takes (five 2x2 pools)
 
 # The mean pixel of the ImageNet training set in B, G, R order: the "caffe" preprocessing that the
 # original VGG16 (a Caffe model) was trained with, and that Keras' VGG16 weights inherit.

@@ -38,7 +38,7 @@ import mmap
 import h5py
 import numpy as np
 
-from .errors import MinivggError
+from ..errors import MinivggError
 
 
 def _attr_list(group, name):

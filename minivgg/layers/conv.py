@@ -41,7 +41,7 @@ C and K axes swapped, w_t = ``transpose_kernel(w)`` (KH, KW, K, C). For VGG16's 
 import numpy as np
 
 from .im2col import _check as _check_window, im2col, output_size
-from .jit import matmul
+from ..jit import matmul
 from .relu import bias_relu, relu_backward
 
 METHODS = ("naive", "im2col", "winograd")

@@ -22,7 +22,7 @@ fine-tuned head with any other is refused when its config is read).
 import numba
 import numpy as np
 
-from .jit import PARALLEL, matmul
+from ..jit import PARALLEL, matmul
 from .relu import bias_relu
 
 ACTIVATIONS = ("linear", "relu", "softmax", "sigmoid")  # Keras' names; "linear" is the identity

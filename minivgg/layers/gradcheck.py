@@ -14,7 +14,7 @@ ReLU and max-pool have kinks: a difference taken across one (a pre-activation wi
 two window values within eps) is not the derivative. Random data rarely puts a value that close;
 checks that care use data kept away from the kinks.
 
-    from minivgg.gradcheck import numerical_gradient, relative_error
+    from minivgg.layers.gradcheck import numerical_gradient, relative_error
     x = np.random.default_rng(0).standard_normal((2, 5, 4, 3))
     dy = np.random.default_rng(1).standard_normal((2, 5, 4, 6))
     L = lambda x: np.sum(dy * conv2d_naive(x, w, b, pad=1))

@@ -18,7 +18,7 @@ Two versions, side by side:
 import numba
 import numpy as np
 
-from .jit import PARALLEL
+from ..jit import PARALLEL
 
 
 def output_size(size, k, stride, pad):

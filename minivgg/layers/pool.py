@@ -24,7 +24,7 @@ Each is one NumPy reduction, plain enough to need no Numba kernel and no twin.
 import numba
 import numpy as np
 
-from .jit import PARALLEL
+from ..jit import PARALLEL
 from .relu import backward_rule, check_rule
 
 

@@ -21,7 +21,7 @@ the layer's output y, which the forward pass already has.
 import numba
 import numpy as np
 
-from .jit import PARALLEL
+from ..jit import PARALLEL
 
 
 def relu_naive(x):

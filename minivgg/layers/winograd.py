@@ -58,7 +58,7 @@ import threading
 import numba
 import numpy as np
 
-from .jit import PARALLEL, matmul, run_shares, sharing
+from ..jit import PARALLEL, matmul, run_shares, sharing
 from .relu import backward_rule, check_rule
 
 # Lavin & Gray 2016, section 4.3: F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2, infinity.

@@ -40,12 +40,13 @@ model was made with ``keep_transformed=False`` (then each is made when its layer
 """
 import numpy as np
 
-from .conv import conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, transpose_kernel
-from .dense import dense_backward, softmax_backward
-from .errors import MinivggError
-from .pool import max_pool2d_backward
-from .relu import RELU_RULES, relu_backward
-from .winograd import winograd_kernel
+from ..layers.conv import conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, transpose_kernel
+from ..layers.dense import dense_backward, softmax_backward
+from ..errors import MinivggError
+from ..layers.pool import max_pool2d_backward
+from ..layers.relu import RELU_RULES, relu_backward
+from ..layers.winograd import winograd_kernel
+from .table import shapes
 
 
 def class_score(model, x, classes):
@@ -90,8 +91,6 @@ def _batch(x):
 
 def _output_shapes(model, x):
     """Layer name -> output shape (N, ...) for this input, from the table (nothing computed)."""
-    from .vgg import shapes
-
     h, w = np.shape(x)[-3:-1]
     return {row.name: shape for row, shape, _ in shapes(model.layers, h, w, _batch(x))}
 

@@ -48,13 +48,16 @@ import threading
 import time
 from pathlib import Path
 
-from . import pipeline, report, summary_page
-from .errors import MinivggError, error_line
-from .image_files import find_images, folder_names
-from .imagenet import read_labels
-from .preprocess import load_image
-from .vgg import ARCHS, MIN_SIZE, TOP_SIZE, VGG, VGG16, VGG19, conv_base
-from .visualize import CMAPS, NORMS, grid_name
+from . import pipeline
+from . import report
+from . import summary_page
+from ..errors import MinivggError, error_line
+from ..files.image_files import find_images, folder_names
+from ..files.imagenet import read_labels
+from ..files.preprocess import load_image
+from ..network.table import ARCHS, MIN_SIZE, TOP_SIZE, conv_base
+from ..network.vgg import VGG, VGG16, VGG19
+from .grids import CMAPS, NORMS, grid_name
 
 MODELS = {None: VGG, "vgg16": VGG16, "vgg19": VGG19}  # --arch -> the class (None: as the file says)
 
@@ -175,7 +178,7 @@ def conv_weights(arch="vgg16"):
 
     Either file has the conv layers; the notop file is the one to fetch (59 MB, the full one 553 MB).
     """
-    from .download import find_weights, local_weights
+    from ..files.download import find_weights, local_weights
 
     return local_weights(False, arch=arch) or local_weights(True, arch=arch) or find_weights(False, arch=arch)
 

@@ -19,7 +19,7 @@ Pillow and NumPy only: ``grid(activation) -> PIL.Image`` works in a notebook as 
 import numpy as np
 from PIL import Image
 
-from .errors import MinivggError
+from ..errors import MinivggError
 
 # Viridis (van der Walt & Smith, 2015), the 256 colours of matplotlib's ``_cm_listed._viridis_data``
 # (CC0), each rounded to 8 bits: "rrggbb" per entry, 16 per line. tests/test_visualize.py checks

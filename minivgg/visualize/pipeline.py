@@ -22,6 +22,7 @@ their scores may differ in the last bits, which the page's one-decimal percentag
 """
 import os
 import queue
+import functools
 import tempfile
 import threading
 import time
@@ -31,13 +32,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import MinivggError
-from .imagenet import top_classes
-from .jit import blas_threads
-from .preprocess import preprocess_input
+from ..errors import MinivggError
+from ..files.imagenet import top_classes
+from ..jit import blas_threads
+from ..files.preprocess import preprocess_input
 from .report import LayerResult
-from .visualize import channel_ranges, grid, grid_name, layer_stats, save_image
-from .weights import release
+from .grids import channel_ranges, grid, grid_name, layer_stats, save_image
+from ..files.weights import release
 
 WRITERS = 2  # writer threads: this machine has 2 cores, and the network mostly waits for the grids
 QUEUE = 2  # activations waiting for a writer, at most

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from .vgg import TITLES, layers
-from .visualize import CMAPS
+from ..network.table import TITLES, layers
+from .grids import CMAPS
 
 
 class LayerResult(NamedTuple):

@@ -13,7 +13,7 @@ import html
 from urllib.parse import quote
 
 from .report import STYLE as PAGE_STYLE, page_meta
-from .vgg import TITLES
+from ..network.table import TITLES
 
 STYLE = PAGE_STYLE + """
 .cards { display: flex; flex-wrap: wrap; gap: 10px; }
