@@ -72,7 +72,8 @@ def tf_gradients(tf, model, x, seeds, relu="plain", logits=False, weights=False)
     last = names[-1]  # logits=True: this layer's scores are taken before its softmax or sigmoid
     top = max(names.index(name) for name in seeds)
     rows = model.layers[: top + 1]
-    ours = dict(model.forward(x, logits=logits))  # minivgg's decisions: masks and pool choices
+    with shared_gemms():  # as model.gradients runs its forward pass: the same sums, so the same decisions
+        ours = dict(model.forward(x, logits=logits))  # minivgg's decisions: masks and pool choices
 
     params = {name: tuple(tf.constant(p) for p in model.params[name]) for name in model.params}
     watched = [v for row in rows if row.name in params for v in params[row.name]]

@@ -91,7 +91,15 @@ def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
     cols = im2col(x, KH, KW, stride, pad)  # (N, H', W', KH*KW*C)
     N, OH, OW, _ = cols.shape
     w2 = np.ascontiguousarray(w, dtype=np.float32).reshape(KH * KW * C, K)  # (KH, KW, C, K) -> (KH*KW*C, K)
-    y = matmul(cols.reshape(N * OH * OW, KH * KW * C), w2)  # (N*H'*W', KH*KW*C) @ (KH*KW*C, K) -> (N*H'*W', K)
+    rows = cols.reshape(N * OH * OW, KH * KW * C)  # (N, H', W', KH*KW*C) -> (N*H'*W', KH*KW*C)
+    y = np.empty((N * OH * OW, K), dtype=np.float32)
+    # readable form: y = rows @ w2, one GEMM (N*H'*W', KH*KW*C) @ (KH*KW*C, K) -> (N*H'*W', K). Done as one
+    # GEMM per image, each of the size it has alone: BLAS picks its kernels by the matrix sizes, and
+    # measured here (block1_conv1, K = 27) an image's rows rounded differently inside a larger GEMM.
+    # So an image's output does not depend on its batch, to the bit (see winograd.py, "Batch invariance").
+    step = OH * OW
+    for n in range(N):
+        matmul(rows[n * step:(n + 1) * step], w2, out=y[n * step:(n + 1) * step])  # (H'*W', KH*KW*C) @ (KH*KW*C, K)
     bias_relu(y, b, relu)
     return y.reshape(N, OH, OW, K)  # (N*H'*W', K) -> (N, H', W', K)
 
