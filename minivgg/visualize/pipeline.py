@@ -14,15 +14,17 @@ GIL for their work, so the writers and the network's Numba and BLAS threads shar
 
 Every file is written under a temporary name in its folder, then renamed (``os.replace``, atomic):
 an interrupted or failed run leaves whole files only. An image's page is written last, after all of
-its grids. A writer that fails stops the others; its error is raised in the main thread (``check``).
+its grids. Only the writers write files, the input as the network saw it included: the main thread,
+where Ctrl-C lands, computes and queues, so an interrupt never falls between a file and its record
+(a page written but its image not counted as done, a temporary file not yet removed). A writer that fails stops the others; its error is raised in the main thread (``check``).
 One image's grids and page are the same bytes whichever batch it was in: the conv layers compute each
 image of a batch bit for bit as they compute it alone (``winograd.py``, "Batch invariance";
 tests/test_visualize_many.py holds the files to it). The top's dense layers are one GEMM per batch:
 their scores may differ in the last bits, which the page's one-decimal percentages do not show.
 """
+import functools
 import os
 import queue
-import functools
 import tempfile
 import threading
 import time
@@ -112,7 +114,13 @@ class Writers:
 
     def layer(self, items, index, name, a):
         """Draw layer ``name`` (index ``index`` in the file names) of each item; a: (B, H', W', C')."""
-        self.put((items, index, name, a))
+        self.put(functools.partial(self._draw, items, index, name, a))
+
+    def finish(self, item, name, path, pixels, fmt):
+        """The network is done with ``item``: a writer saves ``pixels`` (S, S, 3) uint8, the input as the
+        network saw it, to ``path``, then counts the forward pass's job done (``name``: the class scores'
+        layer, or None)."""
+        self.put(functools.partial(self._finish, item, name, path, pixels, fmt))
 
     def done(self, item, name=None):
         """One job of ``item`` is finished; the last one writes its page."""
@@ -153,12 +161,17 @@ class Writers:
             if job is None:
                 return
             try:
-                self._draw(*job)
+                job()
             except BaseException as e:  # noqa: BLE001 -- handed to the main thread, which raises it
                 with self.lock:
                     self.error = self.error or e
                 self.stop.set()
                 return
+
+    def _finish(self, item, name, path, pixels, fmt):
+        if not self.stop.is_set():
+            save_atomic(Image.fromarray(pixels), path, fmt)
+            self.done(item, name)
 
     def _draw(self, items, index, name, a):
         fmt, cmap, norm = self.draw["format"], self.draw["cmap"], self.draw["norm"]
@@ -211,12 +224,12 @@ def _run(model, items, wanted, batch, writers, load, prepare, original, labels, 
                 on_failed(item)
                 continue
             prepare(item)
-            save_atomic(Image.fromarray(item.x.astype(np.uint8)), item.out / original, original.rsplit(".", 1)[1])
             item.status, item.started, item.pending = "running", t0, len(wanted) + 1  # + 1: the forward pass
             good.append(item)
         if not good:
             continue
         x = preprocess_input(np.stack([item.x for item in good]))  # B x (S, S, 3) -> (B, S, S, 3)
+        pixels = [item.x.astype(np.uint8) for item in good]  # (S, S, 3) each: saved by the writers
         for item in good:
             item.x = None
         for name, a in model.forward(x):  # a: (B, H', W', C') or (B, D)
@@ -229,6 +242,6 @@ def _run(model, items, wanted, batch, writers, load, prepare, original, labels, 
             if name == last and head is None:
                 break  # nothing further to draw
         del x, a
-        for item in good:
-            writers.done(item, head)
+        for item, p in zip(good, pixels):
+            writers.finish(item, head, item.out / original, p, original.rsplit(".", 1)[1])
     writers.close()
