@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import MinivggError
 from ..files.download import find_weights
+from ..files import keras_write
 from ..files.keras_model import load
 from ..jit import shared_gemms
 from ..layers import conv as conv_methods
@@ -190,6 +191,11 @@ class VGG:
         with shared_gemms():  # one BLAS switch for both passes (jit.py)
             return backprop.gradients(self, x, seeds, relu=relu, logits=logits, weights=weights, layers=layers,
                              outputs=outputs, input=input)
+
+    def save(self, path):
+        """Write this model as Keras does, by extension: ``.keras`` (Keras 3's archive) or ``.h5`` (the
+        legacy full-model file); ``keras.models.load_model`` and ``VGG(weights=path)`` read it back."""
+        return keras_write.save(self, path)
 
     def summary(self, height=None, width=None):
         """The layer table of this model (at its input size, else 224x224, unless told), with each
