@@ -122,7 +122,8 @@ def _fuse_relu_below(rows, i, keep, fixed):
             and below.name not in keep and below.name not in fixed)
 
 
-def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True):
+def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True,
+              dropout=None):
     """dL/dx and dL/d(every layer's output) for L = sum over seeds of sum(dy * that layer's output).
 
     Inputs:
@@ -132,11 +133,15 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
     - relu: "plain" (the true gradient), "guided" or "deconvnet" (``relu.RELU_RULES``), for every ReLU
     - logits: take the last layer (``predictions``) before its softmax or sigmoid (its output and
       seed are then the class scores)
-    - weights: also return "<layer>/kernel" and "<layer>/bias" (shaped as ``model.params``)
+    - weights: also return "<layer>/kernel" and "<layer>/bias" (shaped as ``model.params``); True for
+      every weighted layer, or a set of layer names (training, ``train/step.py``): with ``input=False``
+      the pass then keeps no output below the lowest of them and stops at its weight gradient
     - layers: keep only these layers' gradients (default: every layer at or below the highest seed)
     - outputs: also return the forward outputs of the seeded layers
     - input: False when dL/dx is not wanted: the backward pass then stops at the lowest layer in
       ``layers`` (Grad-CAM needs dL/dA at one conv layer only, not the way down to the image)
+    - dropout: {dropout layer: mask (N, D)} for a forward pass in training mode (``model.forward``);
+      the backward rule is then dx = dy * mask
     Returns:
     - grads: dict, "input" -> (N, H, W, 3) float32, then layer name -> dL/d(its output), in layer
       order, then the weight gradients; with ``outputs=True``, (grads, {seeded layer: its output})
@@ -159,11 +164,14 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
         raise MinivggError(f"no gradient for {bad!r}: it is not a layer at or below the highest seed ({names[top]})")
     shapes = _output_shapes(model, x)
     fixed = {name: _check_seed(name, dy, shapes[name]) for name, dy in seeds.items() if not callable(dy)}
+    wanted = set(names) if weights is True else set(weights or ())  # the layers whose weight gradients are wanted
+    # Training (a set of layers, no dL/dx): nothing below the lowest trainable layer is kept or run backward.
+    lowest = min(names.index(n) for n in wanted) if wanted and not input and weights is not True else 0
 
-    # Forward: the model's own loop, every output kept.
+    # Forward: the model's own loop, every output kept (from the input of the lowest trainable layer on).
     outs = []
-    for i, (name, a) in enumerate(model.forward(x, logits=logits)):
-        outs.append(a)
+    for i, (name, a) in enumerate(model.forward(x, logits=logits, dropout=dropout)):
+        outs.append(a if i >= lowest - 1 else None)
         if i == top:
             break
     seeded = {name: outs[names.index(name)] for name in seeds}
@@ -173,7 +181,7 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
 
     # Backward: the rows in reverse; g = dL/d(this row's output).
     grads, wgrads, g = {}, {}, None
-    for i in range(top, -1, -1):
+    for i in range(top, lowest - 1, -1):
         row, out = rows[i], outs[i]
         a_in = outs[i - 1] if i > 0 else x  # this row's input
         if row.name in fixed:
@@ -191,12 +199,14 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
                            and _fuse_relu_below(rows, i + 1, keep, fixed))
             if row.activation == "relu" and not fused_above:
                 g = relu_backward(out, g, relu)
-            if weights:
+            if row.name in wanted:
                 if model.plan[row.name] == "naive":
                     _, dw, db = conv2d_backward_naive(a_in, kernel, g, stride=1, pad=1)
                 else:
                     dw, db = conv2d_backward_weights(a_in, g, 3, 3, stride=1, pad=1)
                 wgrads[row.name] = (dw.astype(np.float32), db.astype(np.float32))
+                if i == lowest and not input:
+                    break  # training: the lowest trainable layer needs no dL/d(its input)
             method = _dx_method(model, row, kernel)
             U_t = model._winograd_dx.get(row.name)
             if method == "winograd" and U_t is None:
@@ -219,7 +229,9 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
             share = g / winners.sum(axis=(1, 2))  # (N, C): dy split evenly over tied maxima, as TensorFlow does
             g = (winners * share[:, None, None, :]).astype(np.float32)  # (N, H, W, C)
         elif row.kind == "dropout":
-            pass  # identity at inference: dL/d(input) = dL/d(output)
+            if dropout and row.name in dropout:
+                g = g * dropout[row.name]  # training mode: y = x * mask, so dx = dy * mask
+            # else identity at inference: dL/d(input) = dL/d(output)
         else:  # dense
             kernel, _ = model.params[row.name]
             if logits and i == len(names) - 1:
@@ -230,8 +242,8 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
                 g = g * out * (1 - out)  # s' = s (1 - s), s the layer's output
             elif row.activation == "relu":
                 g = relu_backward(out, g, relu)
-            g, dw, db = dense_backward(a_in, kernel, g, need_weights=weights)
-            if weights:
+            g, dw, db = dense_backward(a_in, kernel, g, need_weights=row.name in wanted)
+            if row.name in wanted:
                 wgrads[row.name] = (dw, db)
         outs[i] = None  # no longer needed: free it as we go down
     result = {"input": g} if input else {}

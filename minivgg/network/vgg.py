@@ -112,7 +112,7 @@ class VGG:
         check_size(H, W, self.title, self.input_size)
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def forward(self, x, logits=False):
+    def forward(self, x, logits=False, dropout=None):
         """The forward pass, one layer at a time: yields (layer name, activation).
 
         x: (H, W, 3) or (N, H, W, 3), already preprocessed (``preprocess_input``).
@@ -120,6 +120,8 @@ class VGG:
         or a global pool.
         ``logits=True``: the last layer (``predictions``, or a fine-tuned head's last dense layer)
         yields its scores before its softmax or sigmoid.
+        ``dropout``: {dropout layer: mask} for training (``train/step.py``): the layer multiplies its
+        input by its mask (N, D), 0 or 1 / (1 - rate) per unit; without one it is the identity.
         Threads: the whole-pass methods (``model(x)``, ``activations``, ``gradients``) run inside
         ``jit.shared_gemms()``; a generator cannot hold it between yields, so a loop of your own over
         ``forward`` runs BLAS as it finds it, unless you wrap it in ``with jit.shared_gemms():``.
@@ -154,7 +156,8 @@ class VGG:
                     x = softmax(x)
                 elif row.activation == "sigmoid":
                     x = sigmoid(x)
-            # "dropout": nothing to do at inference; the row yields its input
+            elif row.kind == "dropout" and dropout and row.name in dropout:
+                x = x * dropout[row.name]  # (N, D) * (N, D): training mode; at inference the row yields its input
             yield row.name, x
 
     def activations(self, x, layers=None):
