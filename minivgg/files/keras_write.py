@@ -115,8 +115,11 @@ def _write_atomic(path, write):
     except OSError as e:
         raise MinivggError(f"cannot write {path}: {e.strerror}") from None
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the file gets the mode open() would give it
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

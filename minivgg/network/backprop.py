@@ -123,7 +123,7 @@ def _fuse_relu_below(rows, i, keep, fixed):
 
 
 def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True,
-              dropout=None):
+              dropout=None, start=None):
     """dL/dx and dL/d(every layer's output) for L = sum over seeds of sum(dy * that layer's output).
 
     Inputs:
@@ -140,8 +140,10 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
     - outputs: also return the forward outputs of the seeded layers
     - input: False when dL/dx is not wanted: the backward pass then stops at the lowest layer in
       ``layers`` (Grad-CAM needs dL/dA at one conv layer only, not the way down to the image)
-    - dropout: {dropout layer: mask (N, D)} for a forward pass in training mode (``model.forward``);
-      the backward rule is then dx = dy * mask
+    - dropout: masks for a forward pass in training mode (``model.forward``); the backward rule is
+      then dx = dy * mask
+    - start: x is the input of this layer (cached base outputs, ``model.forward``); the pass runs from
+      there, and seeds must then be functions of their layer's output or match its shape
     Returns:
     - grads: dict, "input" -> (N, H, W, 3) float32, then layer name -> dL/d(its output), in layer
       order, then the weight gradients; with ``outputs=True``, (grads, {seeded layer: its output})
@@ -149,7 +151,7 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
     """
     if relu not in RELU_RULES:
         raise MinivggError(f"unknown ReLU rule {relu!r}; choose one of {', '.join(RELU_RULES)}")
-    x = model._check_input(x)  # (N, H, W, 3) float32
+    x = model._check_input(x) if start is None else np.ascontiguousarray(x, np.float32)  # (N, H, W, 3), or start's input
     names = [row.name for row in model.layers]
     if not isinstance(seeds, dict) or not seeds:
         raise MinivggError("seeds must be a non-empty dict {layer name: dL/d(its output)}")
@@ -162,28 +164,31 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
     if not keep <= set(names[: top + 1]):
         bad = sorted(keep - set(names[: top + 1]))[0]
         raise MinivggError(f"no gradient for {bad!r}: it is not a layer at or below the highest seed ({names[top]})")
-    shapes = _output_shapes(model, x)
-    fixed = {name: _check_seed(name, dy, shapes[name]) for name, dy in seeds.items() if not callable(dy)}
+    first = 0 if start is None else names.index(start)  # the row the pass starts at
+    shapes = _output_shapes(model, x) if start is None else {}  # from a cached input: checked on the outputs
+    fixed = {name: _check_seed(name, dy, shapes[name]) for name, dy in seeds.items() if not callable(dy) and shapes}
     wanted = set(names) if weights is True else set(weights or ())  # the layers whose weight gradients are wanted
     # Training (a set of layers, no dL/dx): nothing below the lowest trainable layer is kept or run backward.
-    lowest = min(names.index(n) for n in wanted) if wanted and not input and weights is not True else 0
+    lowest = min(names.index(n) for n in wanted) if wanted and not input and weights is not True else first
+    if lowest < first:
+        raise MinivggError(f"no weight gradient for layers below {start}: the pass starts there")
 
     # Forward: the model's own loop, every output kept (from the input of the lowest trainable layer on).
-    outs = []
-    for i, (name, a) in enumerate(model.forward(x, logits=logits, dropout=dropout)):
+    outs = [None] * first
+    for i, (name, a) in enumerate(model.forward(x, logits=logits, dropout=dropout, start=start), start=first):
         outs.append(a if i >= lowest - 1 else None)
         if i == top:
             break
     seeded = {name: outs[names.index(name)] for name in seeds}
     for name, f in seeds.items():
-        if callable(f):
-            fixed[name] = _check_seed(name, f(seeded[name]), shapes[name])
+        if callable(f) or not shapes:
+            fixed[name] = _check_seed(name, f(seeded[name]) if callable(f) else f, seeded[name].shape)
 
     # Backward: the rows in reverse; g = dL/d(this row's output).
     grads, wgrads, g = {}, {}, None
     for i in range(top, lowest - 1, -1):
         row, out = rows[i], outs[i]
-        a_in = outs[i - 1] if i > 0 else x  # this row's input
+        a_in = outs[i - 1] if i > first else x  # this row's input
         if row.name in fixed:
             g = fixed[row.name] if g is None else g + fixed[row.name]
         if g is None:  # nothing seeded at or above this row yet
@@ -229,8 +234,9 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
             share = g / winners.sum(axis=(1, 2))  # (N, C): dy split evenly over tied maxima, as TensorFlow does
             g = (winners * share[:, None, None, :]).astype(np.float32)  # (N, H, W, C)
         elif row.kind == "dropout":
-            if dropout and row.name in dropout:
-                g = g * dropout[row.name]  # training mode: y = x * mask, so dx = dy * mask
+            mask = None if dropout is None else dropout.mask(row.name, g.shape)  # the one the forward pass drew
+            if mask is not None:
+                g = g * mask  # training mode: y = x * mask, so dx = dy * mask
             # else identity at inference: dL/d(input) = dL/d(output)
         else:  # dense
             kernel, _ = model.params[row.name]

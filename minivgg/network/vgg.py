@@ -112,7 +112,7 @@ class VGG:
         check_size(H, W, self.title, self.input_size)
         return np.ascontiguousarray(x, dtype=np.float32)
 
-    def forward(self, x, logits=False, dropout=None):
+    def forward(self, x, logits=False, dropout=None, start=None):
         """The forward pass, one layer at a time: yields (layer name, activation).
 
         x: (H, W, 3) or (N, H, W, 3), already preprocessed (``preprocess_input``).
@@ -120,15 +120,23 @@ class VGG:
         or a global pool.
         ``logits=True``: the last layer (``predictions``, or a fine-tuned head's last dense layer)
         yields its scores before its softmax or sigmoid.
-        ``dropout``: {dropout layer: mask} for training (``train/step.py``): the layer multiplies its
-        input by its mask (N, D), 0 or 1 / (1 - rate) per unit; without one it is the identity.
+        ``dropout``: training mode (``train/step.py``): an object whose ``mask(layer, shape)`` gives each
+        dropout layer's mask (N, D), 0 or 1 / (1 - rate) per unit (None: no dropout there); the layer
+        multiplies its input by it. Without it, dropout is the identity, as at inference.
+        ``start``: a layer name; x is then that layer's input (the output of the row below it, e.g.
+        block5_pool's output, cached) and the rows below are skipped.
         Threads: the whole-pass methods (``model(x)``, ``activations``, ``gradients``) run inside
         ``jit.shared_gemms()``; a generator cannot hold it between yields, so a loop of your own over
         ``forward`` runs BLAS as it finds it, unless you wrap it in ``with jit.shared_gemms():``.
         """
         last = self.layers[-1].name
-        x = self._check_input(x)  # (N, H, W, 3)
-        for row in self.layers:
+        rows = self.layers
+        if start is None:
+            x = self._check_input(x)  # (N, H, W, 3)
+        else:  # the input of row ``start``: (N, H', W', C') or (N, D)
+            rows = rows[[row.name for row in rows].index(start):]
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        for row in rows:
             if row.kind == "conv":
                 kernel, bias = self.params[row.name]
                 if self.plan[row.name] == "winograd":  # the kernel transformed at load, or now and dropped after
@@ -156,8 +164,9 @@ class VGG:
                     x = softmax(x)
                 elif row.activation == "sigmoid":
                     x = sigmoid(x)
-            elif row.kind == "dropout" and dropout and row.name in dropout:
-                x = x * dropout[row.name]  # (N, D) * (N, D): training mode; at inference the row yields its input
+            elif row.kind == "dropout" and dropout is not None:
+                mask = dropout.mask(row.name, x.shape)  # (N, D), or None
+                x = x if mask is None else x * mask  # training mode; at inference the row yields its input
             yield row.name, x
 
     def activations(self, x, layers=None):

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import MinivggError
 from ..network.table import MIN_SIZE, TOP_SIZE, Row, conv_base, plan, shapes
+from .step import set_weights
 
 HEADS = {"flatten": ("flatten", "flatten"), "gap": ("global_average_pooling2d", "global_avg_pool")}
 
@@ -81,3 +82,26 @@ def with_head(model, classes, head="flatten", hidden=(256,), dropout=0.5, seed=0
     new.classes = names
     new.dropout = {row.name: float(dropout) for row in rows if row.kind == "dropout"}
     return new
+
+
+def lsuv(model, x):
+    """Rescale random conv kernels layer by layer so each conv layer's output has unit variance on
+    ``x`` (N, H, W, 3) (LSUV: Mishkin & Matas 2016, "All you need is a good init", Algorithm 1, without
+    its orthonormal start). In place; returns the model.
+
+    Random He-normal kernels keep the scale only on average: on real images the outputs of the 13
+    layers drift by orders of magnitude, and a head on top sees features of huge, uneven scale. With
+    zero biases, a conv + ReLU is positively homogeneous (relu(c z) = c relu(z) for c > 0), so dividing
+    a kernel by its layer's output std sets that std to 1 exactly, the layers above unchanged in kind.
+    """
+    for row in model.layers:
+        if row.kind != "conv":
+            continue
+        for name, a in model.forward(x):
+            if name == row.name:
+                break
+        std = float(a.std())
+        if std > 0:
+            kernel, bias = model.params[row.name]
+            set_weights(model, {row.name: (kernel / np.float32(std), bias / np.float32(std))})
+    return model

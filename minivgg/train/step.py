@@ -22,7 +22,6 @@ from ..errors import MinivggError
 from ..jit import shared_gemms
 from ..layers.winograd import winograd_kernel
 from ..network import backprop
-from ..network.table import shapes
 from .loss import cross_entropy
 
 DEFAULT_RATE = 0.5  # a model read from a file does not keep its dropout rates: Keras' usual one
@@ -47,17 +46,24 @@ def trainable_from(model, start):
     return [n for n in weighted(model) if names.index(n) >= names.index(start)]
 
 
-def dropout_masks(model, x_shape, seed):
-    """{dropout layer: (N, D) float32 mask}, 0 or 1 / (1 - rate), drawn from ``seed``."""
-    rng = np.random.default_rng(seed)
-    masks = {}
-    for row, shape, _ in shapes(model.layers, x_shape[1], x_shape[2], x_shape[0]):
-        if row.kind == "dropout":
-            rate = getattr(model, "dropout", {}).get(row.name, DEFAULT_RATE)
-            if rate:
-                keep = rng.random(shape, dtype=np.float32) >= rate  # (N, D): kept with probability 1 - rate
-                masks[row.name] = keep.astype(np.float32) / np.float32(1 - rate)
-    return masks
+class DropoutMasks:
+    """Dropout in training mode: ``mask(layer, shape)`` draws a layer's mask on first use and gives the
+    same one again (the backward pass needs the mask the forward pass used).
+
+    A mask is (N, D) float32: 0, or 1 / (1 - rate) with probability 1 - rate (Keras' ``Dropout``).
+    """
+
+    def __init__(self, model, seed):
+        self.rates = getattr(model, "dropout", {})
+        self.rng = np.random.default_rng(seed)
+        self.masks = {}
+
+    def mask(self, name, shape):
+        if name not in self.masks:
+            rate = self.rates.get(name, DEFAULT_RATE)
+            keep = self.rng.random(shape, dtype=np.float32) >= rate if rate else None  # (N, D)
+            self.masks[name] = None if keep is None else keep.astype(np.float32) / np.float32(1 - rate)
+        return self.masks[name]
 
 
 def _own(model, names):
@@ -71,7 +77,24 @@ def _own(model, names):
             owned.add(name)
 
 
-def step(model, x, y, optimizer, trainable=None, seed=0):
+def _refresh(model, names):
+    """The conv kernels of ``names`` changed: their Winograd transforms are made again (or dropped)."""
+    for name in names:
+        if name in model._winograd:
+            model._winograd[name] = winograd_kernel(model.params[name][0])  # (36, C, K)
+        model._winograd_dx.pop(name, None)
+
+
+def set_weights(model, weights):
+    """Put {layer: (kernel, bias)} into ``model`` in place (copies it owns; the transforms follow)."""
+    model.params = dict(model.params)
+    for name, (kernel, bias) in weights.items():
+        model.params[name] = (np.array(kernel, np.float32), np.array(bias, np.float32))
+        model.__dict__.setdefault("_owned", set()).add(name)
+    _refresh(model, weights)
+
+
+def step(model, x, y, optimizer, trainable=None, seed=0, start=None, return_logits=False):
     """One training step on one batch; the weights of ``trainable`` change in place.
 
     Inputs:
@@ -79,7 +102,10 @@ def step(model, x, y, optimizer, trainable=None, seed=0):
     - optimizer: an ``optimizers.SGD`` or ``Adam`` (it keeps its moments between steps)
     - trainable: the layers to train: None for the head, else a list of weighted layer names
     - seed: the dropout masks
-    Returns the loss on the batch (float), computed before the update.
+    - start: x is the input of this layer instead of images (the frozen base's outputs, cached by
+      ``loop.py``): the rows below are not run at all
+    Returns the loss on the batch (float), computed before the update; with ``return_logits``,
+    (loss, the logits (N, U) of this training-mode pass).
     """
     names = trainable_from(model, "head") if trainable is None else list(trainable)
     bad = [n for n in names if n not in model.params]
@@ -88,17 +114,18 @@ def step(model, x, y, optimizer, trainable=None, seed=0):
     last = model.layers[-1]
     if last.kind != "dense" or last.activation != "softmax":
         raise MinivggError("training needs a model whose last layer is a softmax dense layer (see train.with_head)")
-    x = model._check_input(x)  # (N, H, W, 3)
+    x = model._check_input(x) if start is None else np.asarray(x, np.float32)  # (N, H, W, 3), or start's input
     y = np.asarray(y)
     result = {}
 
     def seed_logits(z):  # z (N, U), the scores before the softmax: dL/dz for the backward pass
         result["loss"], dz = cross_entropy(z, y)
+        result["logits"] = z
         return dz
 
     with shared_gemms():
         grads = backprop.gradients(model, x, {last.name: seed_logits}, logits=True, weights=set(names), layers=[],
-                                   input=False, dropout=dropout_masks(model, x.shape, seed))
+                                   input=False, dropout=DropoutMasks(model, seed), start=start)
     _own(model, names)
     variables, g = {}, {}
     for name in names:
@@ -106,19 +133,16 @@ def step(model, x, y, optimizer, trainable=None, seed=0):
         variables[f"{name}/kernel"], variables[f"{name}/bias"] = kernel, bias
         g[f"{name}/kernel"], g[f"{name}/bias"] = grads[f"{name}/kernel"], grads[f"{name}/bias"]
     optimizer.update(variables, g)
-    for name in names:  # the conv kernels changed: their Winograd transforms are stale
-        if name in model._winograd:
-            model._winograd[name] = winograd_kernel(model.params[name][0])  # (36, C, K)
-        model._winograd_dx.pop(name, None)
-    return result["loss"]
+    _refresh(model, names)
+    return (result["loss"], result["logits"]) if return_logits else result["loss"]
 
 
-def predict_logits(model, x, batch=32):
-    """The logits (N, U) of ``x`` in inference mode, ``batch`` images at a time."""
+def predict_logits(model, x, batch=32, start=None):
+    """The logits (N, U) of ``x`` (images, or ``start``'s inputs) in inference mode, ``batch`` at a time."""
     out = []
     with shared_gemms():
         for i in range(0, len(x), batch):
-            for name, a in model.forward(x[i:i + batch], logits=True):
+            for name, a in model.forward(x[i:i + batch], logits=True, start=start):
                 pass
             out.append(a)
     return np.concatenate(out) if out else np.zeros((0, model.layers[-1].out), np.float32)
