@@ -25,18 +25,21 @@ from ..files.preprocess import load_image, preprocess_input
 PAD = 9 / 8  # the resize before a random crop: 252 for 224, 36 for 32
 
 
-def class_folders(root):
+def class_folders(root, least=2):
     """The class names (sorted subfolders of ``root``, hidden ones left out) and each one's image files."""
     root = Path(root)
     if not root.is_dir():
         raise MinivggError(f"data folder {root} does not exist or is not a folder")
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(names) < 2:
+    if len(names) < least:
         raise MinivggError(f"{root} holds {len(names)} class folder(s); a classifier needs at least two "
                            "(one folder of images per class)")
     files = {}
     for name in names:
-        images, _ = find_images([root / name], recursive=True)
+        try:
+            images, _ = find_images([root / name], recursive=True)
+        except MinivggError:  # find_images' own "no image files in ..."
+            images = []
         if not images:
             raise MinivggError(f"class folder {root / name} holds no images")
         files[name] = images
@@ -46,7 +49,7 @@ def class_folders(root):
 def read_folder(root, classes=None):
     """(paths, labels, class names) of a class-folder data set; ``classes``: the training set's names,
     which a validation folder must have, every one of them."""
-    names, files = class_folders(root)
+    names, files = class_folders(root, 2 if classes is None else 1)
     if classes is not None:
         missing = [c for c in classes if c not in names]
         extra = [c for c in names if c not in classes]
