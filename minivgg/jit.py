@@ -30,7 +30,7 @@ own threads instead (``matmul``: a stack by its products, a matrix by rows or co
 one ordinary BLAS call on one of minivgg's threads, ``run_shares``). Measured here, a stack of 36
 GEMMs of block-sized shapes takes 0.75x-1.0x the time of one two-threaded np.matmul. With that,
 Winograd can also give each thread its share of the tiles through the whole chain, transforms
-included (``winograd._per_thread``). The switch is made once per pass (``model(x)``,
+included (``winograd_schedules._per_thread``). The switch is made once per pass (``model(x)``,
 ``activations``, ``gradients``) or once per run (``many_passes``: feature visualisation, SmoothGrad,
 IG, which also keep freed memory: see the end of this file), not per layer: switching
 OpenBLAS back to two threads wakes its worker, which then spins into the next layer's transforms

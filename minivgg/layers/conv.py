@@ -96,7 +96,7 @@ def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
     # readable form: y = rows @ w2, one GEMM (N*H'*W', KH*KW*C) @ (KH*KW*C, K) -> (N*H'*W', K). Done as one
     # GEMM per image, each of the size it has alone: BLAS picks its kernels by the matrix sizes, and
     # measured here (block1_conv1, K = 27) an image's rows rounded differently inside a larger GEMM.
-    # So an image's output does not depend on its batch, to the bit (see winograd.py, "Batch invariance").
+    # So an image's output does not depend on its batch, to the bit (see winograd_schedules.py, "Batch invariance").
     step = OH * OW
     for n in range(N):
         matmul(rows[n * step:(n + 1) * step], w2, out=y[n * step:(n + 1) * step])  # (H'*W', KH*KW*C) @ (KH*KW*C, K)
@@ -117,7 +117,8 @@ def conv2d(x, w, b, stride=1, pad=0, relu=False, method=DEFAULT):
     if method == "im2col":
         return conv2d_im2col(x, w, b, stride, pad, relu)
     if method == "winograd":
-        from .winograd import conv3x3_winograd, winograd_kernel
+        from .winograd import winograd_kernel
+        from .winograd_schedules import conv3x3_winograd
 
         if w.shape[:2] != (3, 3) or stride != 1 or pad != 1:
             raise ValueError("winograd handles 3x3 kernels with stride 1 and pad 1 only")
@@ -181,7 +182,7 @@ def conv2d_backward_input(dy, w, pad=1, method=DEFAULT, U_t=None, relu_below=Non
         raise ValueError(f"conv2d_backward_input needs a square kernel and 0 <= pad < KH, got {w.shape}, pad {pad}")
     zeros = np.zeros(C, dtype=np.float32)  # the backward conv has no bias
     if method == "winograd" and U_t is not None:
-        from .winograd import conv3x3_winograd
+        from .winograd_schedules import conv3x3_winograd
 
         if (KH, pad) != (3, 1):
             raise ValueError("winograd handles 3x3 kernels with pad 1 only")

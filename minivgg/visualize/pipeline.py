@@ -18,7 +18,7 @@ its grids. Only the writers write files, the input as the network saw it include
 where Ctrl-C lands, computes and queues, so an interrupt never falls between a file and its record
 (a page written but its image not counted as done, a temporary file not yet removed). A writer that fails stops the others; its error is raised in the main thread (``check``).
 One image's grids and page are the same bytes whichever batch it was in: the conv layers compute each
-image of a batch bit for bit as they compute it alone (``winograd.py``, "Batch invariance";
+image of a batch bit for bit as they compute it alone (``layers/winograd_schedules.py``, "Batch invariance";
 tests/test_visualize_many.py holds the files to it). The top's dense layers are one GEMM per batch:
 their scores may differ in the last bits, which the page's one-decimal percentages do not show.
 """
