@@ -20,7 +20,7 @@ The methods, side by side (``conv2d(..., method=...)``):
 
 ``DEFAULT`` (im2col) names the method ``conv2d`` uses when none is given: the one that handles any
 kernel, stride and padding. The VGG16 model has its own default, ``"auto"``, which picks a method
-per layer (``vgg16.plan``): Winograd wherever C >= 64, im2col for the first layer.
+per layer (``network/table.py``, ``plan``): Winograd wherever C >= 64, im2col for the first layer.
 
 Backward. Given dy = dL/dout (N, H', W', K), the chain rule through the formula above gives
 
@@ -41,7 +41,7 @@ C and K axes swapped, w_t = ``transpose_kernel(w)`` (KH, KW, K, C). For VGG16's 
 import numpy as np
 
 from .im2col import _check as _check_window, im2col, output_size
-from ..jit import matmul
+from ..jit import matmul  # np.matmul, shared among minivgg's threads inside jit.shared_gemms()
 from .relu import bias_relu, relu_backward
 
 METHODS = ("naive", "im2col", "winograd")
@@ -83,7 +83,9 @@ def conv2d_naive(x, w, b, stride=1, pad=0, relu=False):
 def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
     """Convolution as im2col + one GEMM + bias (+ ReLU); same contract as ``conv2d_naive``.
 
-    All arrays float32; returns a new C-contiguous (N, H', W', K) array.
+    All arrays float32; returns a new C-contiguous (N, H', W', K) array. The GEMM goes through
+    ``jit.matmul``: ``np.matmul``, shared among minivgg's threads inside ``jit.shared_gemms()``, else a
+    plain ``np.matmul``.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     _check(x, w, b, stride, pad)
