@@ -199,8 +199,7 @@ def run(model, items, wanted, batch, writers, load, prepare, original, labels=No
     KeyboardInterrupt as it comes: the caller then calls ``writers.abort()``.
     """
     # One BLAS thread while the writers draw: OpenBLAS's workers spin while they wait, and they would
-    # fight the writers for the cores (measured on 2 busy cores: 8 images 27.7 s with 2 BLAS threads,
-    # 11.1 s with 1).
+    # fight the writers for the cores (measured: docs/performance.md).
     threads = blas_threads(1)
     try:
         _run(model, items, wanted, batch, writers, load, prepare, original, labels, on_failed)
