@@ -11,8 +11,10 @@ multiplications done directly. Winograd's minimal filtering algorithm F(4, 3) ge
 
     y = A^T [(G g) * (B^T d)]                      (1-D: 4 outputs of a 3-tap filter, 6 inputs)
 
-where ``*`` multiplies element by element: G spreads the 3 taps over 6 "frequencies", B^T does the
-same to the 6 inputs, one product per frequency, and A^T folds the 6 products back into 4 outputs.
+where ``*`` multiplies element by element. It is the Cook-Toom way of multiplying polynomials: G
+evaluates the 3 taps, read as a polynomial's coefficients, at 6 points (the "frequencies"), B^T
+prepares the 6 inputs to match, one multiplication per point, and A^T interpolates the 6 products
+back into the 4 outputs.
 Section 4 nests it into 2-D, Y = A^T [(G g G^T) * (B^T d B)] A: a 4x4 output tile from a 6x6 input
 patch with 36 multiplications instead of 16 * 9 = 144. Section 4.3 ("F(4x4, 3x3)") gives the
 matrices below, from the interpolation points 0, 1, -1, 2, -2 and infinity. They are exactly what
