@@ -144,10 +144,10 @@ def test_fast_kernel_equals_direct_convolution_and_naive_twin(shape, relu, sched
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}_H{}_W{}_C{}_K{}".format(*s))
 @pytest.mark.parametrize("relu", [False, True])
-def test_simple_version_equals_naive_twin_and_scheduled_one(shape, relu):
+def test_simple_version_equals_naive_twin_and_scheduled_one(shape, relu, schedule):
     # winograd.conv3x3_winograd_simple (the readable fast version: the three steps once over all the
     # tiles, one batched np.matmul) against the naive twin, direct convolution and the scheduled
-    # version; same float32 transforms, so the same tolerance (module docstring).
+    # version in both its schedules; same float32 transforms, so the same tolerance (module docstring).
     x, w, b = conv_case(shape)
     U = winograd_kernel(w)
     ours = conv3x3_winograd_simple(x, U, b, relu=relu)
