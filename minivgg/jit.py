@@ -7,7 +7,7 @@ NumPy arrays and a part of NumPy's functions, and runs without the interpreter),
 elements run as fast as C. Write the outer loop as ``for i in numba.prange(n)`` instead of
 ``range(n)``, compile with ``parallel=True``, and Numba splits that loop's iterations over its worker
 threads, about one per core. The first call of a kernel compiles it; later calls run the machine
-code. minivgg's layers follow one pattern (see STYLE): a private ``@njit`` body ``_name`` with no
+code. minivgg's layers follow one pattern: a private ``@njit`` body ``_name`` with no
 checks, behind a public ``name()`` that validates, allocates the output and calls it.
 
 Every parallel kernel in minivgg is compiled with one option set, ``PARALLEL`` = ``cache=True,
@@ -28,7 +28,7 @@ The threading layer. Numba's worker threads come from a "threading layer" (OpenM
 transforms) and NumPy's BLAS (the GEMMs). Both keep a pool of worker threads, and both pools, by
 default, *spin* for a while after finishing, waiting for more work. On a machine with few cores the
 two pools then fight over the cores. The ``workqueue`` layer's workers sleep instead of spinning,
-which measured several times faster here (docs/performance.md). So unless the user chose a layer
+which measured much faster here (docs/performance.md). So unless the user chose a layer
 (``NUMBA_THREADING_LAYER``), minivgg selects ``workqueue`` before any parallel kernel runs. (The
 other cure, ``OMP_WAIT_POLICY=passive``, must be set before the process starts, which a library
 cannot do.)
