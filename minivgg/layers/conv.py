@@ -1,7 +1,8 @@
 """2-D convolution, the way Keras' ``Conv2D`` computes it (a cross-correlation, no kernel flip).
 
 Legend: N batch, H, W input height and width, C input channels, K output channels,
-KH, KW kernel size, H', W' output size.
+KH, KW kernel size, H', W' output size. Layouts as Keras keeps them: activations NHWC (N, H, W, C),
+kernels HWIO (KH, KW, C, K): w[di, dj, c, k] weighs input channel c at tap (di, dj) for filter k.
 
     out[n, i, j, k] = b[k] + sum over (di, dj, c) of
                       xpad[n, i*stride + di, j*stride + dj, c] * w[di, dj, c, k]
