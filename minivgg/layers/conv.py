@@ -19,6 +19,9 @@ The methods, side by side (``conv2d(..., method=...)``):
 |            |                                                      | in memory; ~2*N*H'*W'*K*KH*KW*C flops   |
 | "winograd" | Winograd F(4x4,3x3), see ``winograd.py``             | 3x3, stride 1 only; 4x fewer multiplies |
 
+(A GEMM, "general matrix multiply", is a matrix product A @ B as BLAS computes it, BLAS being the
+optimised linear-algebra library behind ``np.matmul``.)
+
 ``DEFAULT`` (im2col) names the method ``conv2d`` uses when none is given: the one that handles any
 kernel, stride and padding. The VGG16 model has its own default, ``"auto"``, which picks a method
 per layer (``network/table.py``, ``plan``): Winograd wherever C >= 64, im2col for the first layer.
