@@ -1,5 +1,15 @@
 """How minivgg runs on the CPU, decided in one place: Numba's settings, threads, memory.
 
+The idea. NumPy is fast when one call does much work (a matrix product, a sum over a whole array)
+and slow when Python loops over single elements, as a layer's formula does. Numba compiles a Python
+function to machine code: decorated with ``@numba.njit`` ("no Python": it may use only numbers,
+NumPy arrays and a part of NumPy's functions, and runs without the interpreter), its loops over
+elements run as fast as C. Write the outer loop as ``for i in numba.prange(n)`` instead of
+``range(n)``, compile with ``parallel=True``, and Numba splits that loop's iterations over its worker
+threads, about one per core. The first call of a kernel compiles it; later calls run the machine
+code. minivgg's layers follow one pattern: a private ``@njit`` body ``_name`` with no
+checks, behind a public ``name()`` that validates, allocates the output and calls it.
+
 Every parallel kernel in minivgg is compiled with one option set, ``PARALLEL`` = ``cache=True,
 parallel=True`` (the serial helpers they call: ``cache=True``, and ``nogil=True`` where minivgg's own
 threads run them at once, as Winograd's per-thread schedule does):
@@ -10,31 +20,33 @@ threads run them at once, as Winograd's per-thread schedule does):
 
 ``fastmath`` stays off everywhere: it lets LLVM reorder float sums, which changes results from run to
 run in the last bits and makes the naive-vs-fast tests harder to reason about. The heavy arithmetic
-goes through NumPy's BLAS anyway, which is already vectorised.
+goes through NumPy's BLAS anyway (the library behind ``np.matmul``: its GEMM, general matrix
+multiply, is the matrix product), which is already vectorised.
 
-Threads. A forward pass alternates between Numba's parallel loops (im2col, pooling, Winograd
+The threading layer. Numba's worker threads come from a "threading layer" (OpenMP, TBB, or its own
+``workqueue``). A forward pass alternates between Numba's parallel loops (im2col, pooling, Winograd
 transforms) and NumPy's BLAS (the GEMMs). Both keep a pool of worker threads, and both pools, by
-default, *spin* for a while after finishing, waiting for more work. On a 2-core machine the two pools
-then fight over the cores. Measured here, the VGG16 conv stack at 224x224 took 200 ms (all im2col:
-288 ms) with Numba's OpenMP layer, against 74 ms (147 ms) with its ``workqueue`` layer, whose workers
-sleep instead of spinning. So unless the user chose a layer (``NUMBA_THREADING_LAYER``), minivgg
-selects ``workqueue`` before any parallel kernel runs. (The other cure, ``OMP_WAIT_POLICY=passive``, must be set before the
-process starts, which a library cannot do.)
+default, *spin* for a while after finishing, waiting for more work. On a machine with few cores the
+two pools then fight over the cores. The ``workqueue`` layer's workers sleep instead of spinning,
+which measured much faster here (docs/performance.md). So unless the user chose a layer
+(``NUMBA_THREADING_LAYER``), minivgg selects ``workqueue`` before any parallel kernel runs. (The
+other cure, ``OMP_WAIT_POLICY=passive``, must be set before the process starts, which a library
+cannot do.)
 
-The same fight goes on with OpenBLAS, whose workers also spin after each GEMM: the Numba transform
-that runs next shares a core with one (measured here: one block of block1_conv2's Winograd input
-transform at batch 16, 1.8 ms alone, 3.7 ms right after a GEMM), and a second thread bought
-minivgg 1.2x where it bought TensorFlow 2.2x. The cure, ``shared_gemms()``: for a whole pass,
-OpenBLAS runs single-threaded, so it has no workers to spin, and minivgg shares each GEMM among its
-own threads instead (``matmul``: a stack by its products, a matrix by rows or columns; each share
-one ordinary BLAS call on one of minivgg's threads, ``run_shares``). Measured here, a stack of 36
-GEMMs of block-sized shapes takes 0.75x-1.0x the time of one two-threaded np.matmul. With that,
-Winograd can also give each thread its share of the tiles through the whole chain, transforms
-included (``winograd._per_thread``). The switch is made once per pass (``model(x)``,
-``activations``, ``gradients``) or once per run (``many_passes``: feature visualisation, SmoothGrad,
-IG, which also keep freed memory: see the end of this file), not per layer: switching
-OpenBLAS back to two threads wakes its worker, which then spins into the next layer's transforms
-(measured: switching per layer made the batch-1 forward pass 1.3x slower).
+Performance: skip on a first read (the bottom half of this file).
+
+Shared GEMMs. The same fight goes on with OpenBLAS, whose workers also spin after each GEMM: the
+Numba transform that runs next shares a core with one, and a second thread bought minivgg much less
+than it bought TensorFlow. The cure, ``shared_gemms()``: for a whole pass, OpenBLAS runs
+single-threaded, so it has no workers to spin, and minivgg shares each GEMM among its own threads
+instead (``matmul``: a stack by its products, a matrix by rows or columns; each share one ordinary
+BLAS call on one of minivgg's threads, ``run_shares``), which measured as fast as one two-threaded
+np.matmul or faster. With that, Winograd can also give each thread its share of the tiles through
+the whole chain, transforms included (``winograd_schedules._per_thread``). The switch is made once
+per pass (``model(x)``, ``activations``, ``gradients``) or once per run (``many_passes``: feature
+visualisation, SmoothGrad, IG, which also keep freed memory: see the end of this file), not per
+layer: switching OpenBLAS back to two threads wakes its worker, which then spins into the next
+layer's transforms (measured slower per layer: docs/performance.md).
 """
 import contextlib
 import ctypes
@@ -45,12 +57,19 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+PARALLEL = dict(cache=True, parallel=True)  # every parallel kernel: @numba.njit(**PARALLEL)
+
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # Takes effect as long as no parallel kernel has run yet in this process.
     numba.config.THREADING_LAYER = "workqueue"
 
-PARALLEL = dict(cache=True, parallel=True)
 
+# ==================================================================================================
+# ---- Performance: skip on a first read. OpenBLAS's threads, GEMMs shared among minivgg's threads,
+# freed memory kept for runs of many passes (the module docstring's last part says why).
+# ==================================================================================================
+
+# ------------------------------------------------------------------------------- OpenBLAS's threads
 
 _openblas = []  # [(get, set)] of the OpenBLAS NumPy loaded, or [None]: looked up once
 
@@ -99,7 +118,7 @@ def blas_threads(n):
 
 _lock = threading.Lock()
 _pool = []  # run_shares' ThreadPoolExecutor, made on first use
-SHARE_FLOPS = 2e6  # a product smaller than this (2*M*K*N) stays one np.matmul: a thread hand-off costs ~20 us
+SHARE_FLOPS = 2e6  # a product smaller than this (2*M*K*N) stays one np.matmul: a thread hand-off costs more
 
 
 class _Held:
@@ -232,7 +251,7 @@ def keep_freed_memory():
     Why: glibc gives every block over 32 MB its own mmap and unmaps it when it is freed, so the next
     array of that size is new memory again, and the OS faults it in page by page, zeroing each:
     a feature-visualisation step at batch 16 allocates about 1 GB of layer outputs and gradients
-    that way. Measured here: one step 0.9x the time with freed memory kept. At the end the settings
+    that way (the time it saves: docs/performance.md). At the end the settings
     go back to glibc's defaults and the free memory goes back to the OS (``malloc_trim``).
     Yields whether it took effect.
     """

@@ -22,7 +22,8 @@ from minivgg.layers.dense import dense, dense_backward, softmax, softmax_backwar
 from minivgg.layers.gradcheck import relative_error
 from minivgg.layers.pool import max_pool2d, max_pool2d_backward, max_pool2d_backward_naive
 from minivgg.layers.relu import bias_relu, relu_backward, relu_backward_naive
-from minivgg.layers.winograd import conv3x3_winograd, winograd_kernel
+from minivgg.layers.winograd import winograd_kernel
+from minivgg.layers.winograd_schedules import conv3x3_winograd
 
 
 def check(name, ours, want, tol):

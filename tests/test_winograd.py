@@ -17,10 +17,12 @@ from conftest import rand
 
 import minivgg.jit as jit
 import minivgg.network.vgg as vgg_module
-import minivgg.layers.winograd as wg
+import minivgg.layers.winograd as wg_idea
+import minivgg.layers.winograd_schedules as wg
 from minivgg.layers.conv import conv2d, conv2d_im2col, conv2d_naive
 from minivgg.network.vgg import VGG16
-from minivgg.layers.winograd import AT, BT, G, conv3x3_winograd, conv3x3_winograd_naive, winograd_kernel
+from minivgg.layers.winograd import AT, BT, G, conv3x3_winograd_naive, conv3x3_winograd_simple, winograd_kernel
+from minivgg.layers.winograd_schedules import conv3x3_winograd
 
 RTOL = 1e-4  # see the module docstring
 MATRIX_TOL = 1e-12
@@ -94,7 +96,7 @@ SHAPES = [
 
 @pytest.fixture(params=["big blocks", "per thread"])
 def schedule(request, monkeypatch):
-    """conv3x3_winograd's two schedules (``winograd._per_thread``): outside ``jit.shared_gemms``, one
+    """conv3x3_winograd's two schedules (``winograd_schedules._per_thread``): outside ``jit.shared_gemms``, one
     big block of tiles at a time; inside, each thread its share of the tiles, here in blocks of the
     least size (16 tiles), so that the larger cases span several blocks and both threads."""
     if request.param == "per thread":
@@ -138,6 +140,34 @@ def test_fast_kernel_equals_direct_convolution_and_naive_twin(shape, relu, sched
     assert_close(ours, conv2d_naive(x, w, b, stride=1, pad=1, relu=relu))
     assert_close(ours, conv3x3_winograd_naive(x, w, b, relu=relu))
     assert_close(conv2d(x, w, b, stride=1, pad=1, relu=relu, method="winograd"), ours)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}_H{}_W{}_C{}_K{}".format(*s))
+@pytest.mark.parametrize("relu", [False, True])
+def test_simple_version_equals_naive_twin_and_scheduled_one(shape, relu, schedule):
+    # winograd.conv3x3_winograd_simple (the readable fast version: the three steps once over all the
+    # tiles, one batched np.matmul) against the naive twin, direct convolution and the scheduled
+    # version in both its schedules; same float32 transforms, so the same tolerance (module docstring).
+    x, w, b = conv_case(shape)
+    U = winograd_kernel(w)
+    ours = conv3x3_winograd_simple(x, U, b, relu=relu)
+    assert ours.dtype == np.float32 and ours.flags.c_contiguous and ours.shape == shape[:3] + (shape[4],)
+    assert_close(ours, conv3x3_winograd_naive(x, w, b, relu=relu))
+    assert_close(ours, conv2d_naive(x, w, b, stride=1, pad=1, relu=relu))
+    assert_close(ours, conv3x3_winograd(x, U, b, relu=relu))
+    if relu:
+        assert (ours >= 0).all() and (ours == 0).any()
+
+
+def test_simple_version_rejects_bad_shapes():
+    x, w, b = conv_case((1, 5, 6, 3, 4))
+    U = winograd_kernel(w)
+    with pytest.raises(ValueError, match="U must be"):
+        conv3x3_winograd_simple(x, U[:, :2], b)  # C mismatch
+    with pytest.raises(ValueError, match="b must be"):
+        conv3x3_winograd_simple(x, U, b[:3])
+    with pytest.raises(ValueError, match="x must be"):
+        conv3x3_winograd_simple(x[0], U, b)
 
 
 def test_relu_fused_in_output_transform(schedule):
@@ -233,7 +263,7 @@ def test_auto_plan_and_kernels_transformed_once(monkeypatch):
         raise AssertionError("winograd_kernel called during forward: it belongs in __init__")
 
     monkeypatch.setattr(vgg_module, "winograd_kernel", fail)
-    monkeypatch.setattr(wg, "winograd_kernel", fail)
+    monkeypatch.setattr(wg_idea, "winograd_kernel", fail)
     out = model(np.random.default_rng(0).uniform(-120, 150, (1, 40, 48, 3)).astype(np.float32))
     assert out.shape == (1, 1, 1, 512)
 

@@ -311,7 +311,8 @@ class Method(NamedTuple):
 
 
 def _winograd():
-    from ..layers.winograd import conv3x3_winograd, winograd_kernel
+    from ..layers.winograd import winograd_kernel
+    from ..layers.winograd_schedules import conv3x3_winograd
 
     return Method(
         run=lambda x, p: conv3x3_winograd(x, p[0], p[1], True),

@@ -178,7 +178,7 @@ def _read(dataset, path, base=0):
 
     The published files store every array contiguously, uncompressed, as little-endian float32:
     then the array is a read-only ``np.memmap`` of those bytes, which the OS pages in from its file
-    cache as they are used (~10x faster than copying 530 MB through h5py). ``base``: where the HDF5
+    cache as they are used (far faster than copying 530 MB through h5py: docs/performance.md). ``base``: where the HDF5
     file starts inside ``path`` (0, or its offset inside a ``.keras`` archive; None: not in ``path``
     byte for byte, read it). Anything else is read.
     """

@@ -1,7 +1,8 @@
 """2-D convolution, the way Keras' ``Conv2D`` computes it (a cross-correlation, no kernel flip).
 
 Legend: N batch, H, W input height and width, C input channels, K output channels,
-KH, KW kernel size, H', W' output size.
+KH, KW kernel size, H', W' output size. Layouts as Keras keeps them: activations NHWC (N, H, W, C),
+kernels HWIO (KH, KW, C, K): w[di, dj, c, k] weighs input channel c at tap (di, dj) for filter k.
 
     out[n, i, j, k] = b[k] + sum over (di, dj, c) of
                       xpad[n, i*stride + di, j*stride + dj, c] * w[di, dj, c, k]
@@ -18,9 +19,12 @@ The methods, side by side (``conv2d(..., method=...)``):
 |            |                                                      | in memory; ~2*N*H'*W'*K*KH*KW*C flops   |
 | "winograd" | Winograd F(4x4,3x3), see ``winograd.py``             | 3x3, stride 1 only; 4x fewer multiplies |
 
+(A GEMM, "general matrix multiply", is a matrix product A @ B as BLAS computes it, BLAS being the
+optimised linear-algebra library behind ``np.matmul``.)
+
 ``DEFAULT`` (im2col) names the method ``conv2d`` uses when none is given: the one that handles any
 kernel, stride and padding. The VGG16 model has its own default, ``"auto"``, which picks a method
-per layer (``vgg16.plan``): Winograd wherever C >= 64, im2col for the first layer.
+per layer (``network/table.py``, ``plan``): Winograd wherever C >= 64, im2col for the first layer.
 
 Backward. Given dy = dL/dout (N, H', W', K), the chain rule through the formula above gives
 
@@ -41,7 +45,7 @@ C and K axes swapped, w_t = ``transpose_kernel(w)`` (KH, KW, K, C). For VGG16's 
 import numpy as np
 
 from .im2col import _check as _check_window, im2col, output_size
-from ..jit import matmul
+from ..jit import matmul  # np.matmul, shared among minivgg's threads inside jit.shared_gemms()
 from .relu import bias_relu, relu_backward
 
 METHODS = ("naive", "im2col", "winograd")
@@ -83,7 +87,9 @@ def conv2d_naive(x, w, b, stride=1, pad=0, relu=False):
 def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
     """Convolution as im2col + one GEMM + bias (+ ReLU); same contract as ``conv2d_naive``.
 
-    All arrays float32; returns a new C-contiguous (N, H', W', K) array.
+    All arrays float32; returns a new C-contiguous (N, H', W', K) array. The GEMM goes through
+    ``jit.matmul``: ``np.matmul``, shared among minivgg's threads inside ``jit.shared_gemms()``, else a
+    plain ``np.matmul``.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     _check(x, w, b, stride, pad)
@@ -96,7 +102,7 @@ def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
     # readable form: y = rows @ w2, one GEMM (N*H'*W', KH*KW*C) @ (KH*KW*C, K) -> (N*H'*W', K). Done as one
     # GEMM per image, each of the size it has alone: BLAS picks its kernels by the matrix sizes, and
     # measured here (block1_conv1, K = 27) an image's rows rounded differently inside a larger GEMM.
-    # So an image's output does not depend on its batch, to the bit (see winograd.py, "Batch invariance").
+    # So an image's output does not depend on its batch, to the bit (see winograd_schedules.py, "Batch invariance").
     step = OH * OW
     for n in range(N):
         matmul(rows[n * step:(n + 1) * step], w2, out=y[n * step:(n + 1) * step])  # (H'*W', KH*KW*C) @ (KH*KW*C, K)
@@ -117,7 +123,8 @@ def conv2d(x, w, b, stride=1, pad=0, relu=False, method=DEFAULT):
     if method == "im2col":
         return conv2d_im2col(x, w, b, stride, pad, relu)
     if method == "winograd":
-        from .winograd import conv3x3_winograd, winograd_kernel
+        from .winograd import winograd_kernel
+        from .winograd_schedules import conv3x3_winograd
 
         if w.shape[:2] != (3, 3) or stride != 1 or pad != 1:
             raise ValueError("winograd handles 3x3 kernels with stride 1 and pad 1 only")
@@ -181,7 +188,7 @@ def conv2d_backward_input(dy, w, pad=1, method=DEFAULT, U_t=None, relu_below=Non
         raise ValueError(f"conv2d_backward_input needs a square kernel and 0 <= pad < KH, got {w.shape}, pad {pad}")
     zeros = np.zeros(C, dtype=np.float32)  # the backward conv has no bias
     if method == "winograd" and U_t is not None:
-        from .winograd import conv3x3_winograd
+        from .winograd_schedules import conv3x3_winograd
 
         if (KH, pad) != (3, 1):
             raise ValueError("winograd handles 3x3 kernels with pad 1 only")

@@ -22,7 +22,7 @@ fine-tuned head with any other is refused when its config is read).
 import numba
 import numpy as np
 
-from ..jit import PARALLEL, matmul
+from ..jit import PARALLEL, matmul  # matmul: np.matmul, shared among minivgg's threads inside jit.shared_gemms()
 from .relu import bias_relu
 
 ACTIVATIONS = ("linear", "relu", "softmax", "sigmoid")  # Keras' names; "linear" is the identity
@@ -49,6 +49,9 @@ def dense_naive(x, w, b, relu=False):
 
 def dense(x, w, b, relu=False):
     """Fast dense layer: one BLAS matmul, then the bias (and ReLU) in one pass.
+
+    The matmul is ``jit.matmul``: ``np.matmul``, shared among minivgg's threads inside
+    ``jit.shared_gemms()``, else a plain ``np.matmul``.
 
     Inputs: x (N, D), w (D, U), b (U,), all float32. Returns (N, U) float32.
     """
@@ -110,7 +113,8 @@ def dense_backward_naive(x, w, dy):
 
 
 def dense_backward(x, w, dy, need_weights=True):
-    """Fast dense backward: two BLAS matmuls and a sum; same contract as ``dense_backward_naive``.
+    """Fast dense backward: two BLAS matmuls (``jit.matmul``, as in ``dense``) and a sum; same
+    contract as ``dense_backward_naive``.
 
     ``need_weights=False`` skips dw and db (returned as None): the input gradient alone needs only w.
     """

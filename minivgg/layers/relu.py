@@ -110,7 +110,7 @@ def relu_backward_naive(y, dy, rule="plain"):
 def backward_rule(g, y, rule):
     """One element of dx: g = dL/dy, y the ReLU's output there; rule: 0 plain, 1 guided, 2 deconvnet.
     Written once, called by ``_relu_backward`` and by the two kernels that fuse it into their own pass:
-    the Winograd output transform (``winograd.conv3x3_winograd(..., relu_below=...)``) and the max-pool
+    the Winograd output transform (``winograd_schedules.conv3x3_winograd(..., relu_below=...)``) and the max-pool
     backward (``pool.max_pool2d_backward(..., relu_rule=...)``)."""
     if (rule != 2 and y <= 0) or (rule != 0 and g <= 0):
         return 0.0

@@ -2,17 +2,24 @@
 
 Legend: N batch, H, W height and width, C input channels, K output channels,
 TH, TW tiles down and across (TH = ceil(H/4), TW = ceil(W/4)), T = N*TH*TW tiles,
-Tb tiles in one block (see ``BLOCK_FLOATS``), F = 36 frequencies (the 6x6 points of a transformed tile).
+Tb tiles in one block (all T in ``conv3x3_winograd_simple``; ``winograd_schedules`` cuts blocks),
+F = 36 frequencies (the 6x6 points of a transformed tile).
 
-Source: A. Lavin and S. Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016
-(arXiv:1509.09308). Section 4 nests Winograd's 1-D minimal filtering algorithm F(m, r),
+The idea. Source: A. Lavin and S. Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR
+2016 (arXiv:1509.09308). A 3-tap filter g slid over 6 inputs d gives 4 outputs, 4*3 = 12
+multiplications done directly. Winograd's minimal filtering algorithm F(4, 3) gets them with 6:
 
     y = A^T [(G g) * (B^T d)]                      (1-D: 4 outputs of a 3-tap filter, 6 inputs)
 
-into a 2-D one, Y = A^T [(G g G^T) * (B^T d B)] A, where ``*`` multiplies element by element;
-section 4.3 ("F(4x4, 3x3)") gives the matrices below, from the interpolation points 0, 1, -1, 2, -2
-and infinity. They are exactly what the authors' tool prints for
-``wincnn.showCookToomFilter((0, 1, -1, 2, -2), 4, 3)`` (github.com/andravin/wincnn).
+where ``*`` multiplies element by element. It is the Cook-Toom way of multiplying polynomials: G
+evaluates the 3 taps, read as a polynomial's coefficients, at 6 points (the "frequencies"), B^T
+prepares the 6 inputs to match, one multiplication per point, and A^T interpolates the 6 products
+back into the 4 outputs.
+Section 4 nests it into 2-D, Y = A^T [(G g G^T) * (B^T d B)] A: a 4x4 output tile from a 6x6 input
+patch with 36 multiplications instead of 16 * 9 = 144. Section 4.3 ("F(4x4, 3x3)") gives the
+matrices below, from the interpolation points 0, 1, -1, 2, -2 and infinity. They are exactly what
+the authors' tool prints for ``wincnn.showCookToomFilter((0, 1, -1, 2, -2), 4, 3)``
+(github.com/andravin/wincnn).
 
 How one layer is computed. The output is cut into 4x4 tiles; tile (th, tw) needs the 6x6 input
 patch d starting at row 4*th - 1, column 4*tw - 1 (the -1 is the "same" padding; rows and columns
@@ -24,42 +31,30 @@ Tiles are numbered t = (n*TH + th)*TW + tw. Per tile t, channel c, filter k and 
     M[f, t, k] = sum over c of V[f, t, c] * U[f, c, k]   = 36 GEMMs (T, C) @ (C, K)
     Y[t, :, :, k] = A^T M[:, t, k] A + b[k]         output transform (4x4 from 6x6), then ReLU
 
-Direct convolution spends 9 multiply-adds per output pixel, channel and filter; Winograd spends
-36 per 16 outputs, 2.25: 4x fewer. The price: the transforms (additions, done once per tile and
-channel, not per filter), 36/9 = 4x more memory for U than for the kernel, and a few times more
+The sum over channels is what turns the 36 element-wise products into 36 matrix products (GEMMs),
+one per frequency: that is where the time goes, and where the saving is.
+
+The count. Direct convolution spends 9 multiply-adds per output pixel, channel and filter; Winograd
+spends 36 per 16 outputs, 2.25: 4x fewer. The price: the transforms (additions, done once per tile
+and channel, not per filter), 36/9 = 4x more memory for U than for the kernel, and a few times more
 float32 rounding than a direct sum (B^T and A^T hold 4, 5 and 8, G holds 1/6 and 1/24: intermediate
 values outgrow the result). Measured on VGG16 against TensorFlow: 3e-6..8e-6 of max|output| per
 layer, against 1e-6..3e-6 for im2col.
 
-Two versions, side by side:
-- ``conv3x3_winograd_naive``: straight from the formula, tile by tile, in plain NumPy.
-- ``conv3x3_winograd``: the transforms as Numba loops over tiles, vectorised along channels, with
-  the padding fused in; the 36 GEMMs as one batched ``np.matmul`` through BLAS. V and M live in
-  scratch buffers kept between calls. Two schedules: a large layer (or batch) goes through in big
-  blocks of tiles (``BLOCK_FLOATS``), each step parallel over the tiles of the block; or, inside
-  ``jit.shared_gemms`` where U is small, each thread takes its own share of the tiles through all
-  three steps in blocks that stay in its cache (``_per_thread``, which says why).
-
-Batch invariance, on request (``per_image=True``). Then each image of a batch comes out bit for bit
-as it does alone, so a feature map does not depend on which images shared its batch
-(minivgg-visualize on many images writes the same files as on each one). The transforms work tile
-by tile, so they are; a GEMM's rounding is not, in general: BLAS picks its kernels by the matrix
-sizes (a single row goes through a matrix-vector kernel, and measured here a (3, 512) @ (512, 512)
-product rounds differently from a (4, 512) one). So with ``per_image`` the GEMMs never mix images:
-an image larger than a block is cut at the same tiles whatever its batch, and the images of a block
-get one GEMM each, of exactly the size they get alone. It is not the default because it gives up
-what a batch buys: on small maps (block5 at 14x14 is 16 tiles an image) one GEMM per image reads
-all of U (36 MB for 512 -> 512) once per image instead of once per block, and the GEMMs become
-memory-bound. Batched work that needs no such guarantee (gradients, SmoothGrad, feature
-visualisation) keeps the one GEMM per block.
+Three versions, from the idea to the fast one:
+- ``conv3x3_winograd_naive``: straight from the formula, tile by tile, in plain NumPy (the twin).
+- ``conv3x3_winograd_simple`` (this file): the transforms as Numba loops over tiles, vectorised
+  along channels, with the padding fused in; the 36 GEMMs as one batched ``np.matmul``.
+- ``winograd_schedules.conv3x3_winograd``: the same transforms and GEMMs, scheduled for speed (blocks
+  of tiles in scratch buffers, a per-thread schedule, batch invariance, a fused backward ReLU). It is
+  the one the model, ``conv.conv2d(method="winograd")`` and the benchmarks call.
 """
-import threading
-
 import numba
 import numpy as np
 
-from ..jit import PARALLEL, matmul, run_shares, sharing
-from .relu import backward_rule, check_rule
+from ..jit import PARALLEL
+from .relu import backward_rule
+
 
 # Lavin & Gray 2016, section 4.3: F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2, infinity.
 BT = np.array([  # B^T (6, 6): input transform, V = B^T d B
@@ -86,10 +81,6 @@ AT = np.array([  # A^T (4, 6): output transform, Y = A^T M A
 ], dtype=np.float64)
 TILE = 4  # outputs per tile side (m)
 PATCH = 6  # inputs per tile side (m + r - 1)
-BLOCK_FLOATS = 1 << 22  # floats per scratch buffer (16 MB): V and M hold at most this many
-CACHE_FLOATS = 1 << 18  # per thread, V and M of one block together (1 MB, a core's L2 cache here), see _per_thread
-PER_THREAD_CK = 128 * 256  # C * K at most for _per_thread: U (36*C*K floats, 4.7 MB) re-read from cache per block
-_workspace = threading.local()
 
 
 def tiles(H, W):
@@ -100,6 +91,39 @@ def tiles(H, W):
 def _check_kernel(w):
     if w.ndim != 4 or w.shape[:2] != (3, 3):
         raise ValueError(f"Winograd F(4x4,3x3) needs a (3, 3, C, K) kernel, got {w.shape}")
+
+
+def conv3x3_winograd_naive(x, w, b, relu=False):
+    """Reference Winograd convolution: the formula above, tile by tile, in plain NumPy.
+
+    Inputs:
+    - x: (N, H, W, C);  w: (3, 3, C, K);  b: (K,);  relu: apply max(., 0) to the result
+    Returns:
+    - out: (N, H, W, K) float32: stride 1, pad 1, so H' = H and W' = W
+    Computes in float32, so it rounds about as much as the fast versions.
+    """
+    _check_kernel(w)
+    N, H, W, C = x.shape
+    K = w.shape[3]
+    TH, TW = tiles(H, W)
+    bt, g, at = BT.astype(np.float32), G.astype(np.float32), AT.astype(np.float32)
+    U = np.einsum("ia,abck,jb->ijck", g, w.astype(np.float32), g)  # G g G^T: (6, 6, C, K)
+    # 1 zero row/column of padding before, and enough after for whole tiles: (N, 4*TH + 2, 4*TW + 2, C)
+    xp = np.zeros((N, TILE * TH + 2, TILE * TW + 2, C), dtype=np.float32)
+    xp[:, 1:H + 1, 1:W + 1, :] = x
+    out = np.empty((N, TILE * TH, TILE * TW, K), dtype=np.float32)
+    for th in range(TH):
+        for tw in range(TW):
+            d = xp[:, TILE * th:TILE * th + PATCH, TILE * tw:TILE * tw + PATCH, :]  # (N, 6, 6, C)
+            V = np.einsum("ia,nabc,jb->nijc", bt, d, bt)  # B^T d B: (N, 6, 6, C)
+            M = np.einsum("nijc,ijck->nijk", V, U)  # (G g G^T) * (B^T d B), summed over c: (N, 6, 6, K)
+            Y = np.einsum("ri,nijk,sj->nrsk", at, M, at)  # A^T M A: (N, 4, 4, K)
+            out[:, TILE * th:TILE * th + TILE, TILE * tw:TILE * tw + TILE, :] = Y
+    out = out[:, :H, :W, :] + b  # drop the outputs past a ragged edge: (N, H, W, K)
+    return np.maximum(out, 0) if relu else out
+
+
+# ---------------------------------------------------------------------------- the kernel transform
 
 
 @numba.njit(**PARALLEL)
@@ -135,35 +159,7 @@ def winograd_kernel(w):
     return U
 
 
-def conv3x3_winograd_naive(x, w, b, relu=False):
-    """Reference Winograd convolution: the formula above, tile by tile, in plain NumPy.
-
-    Inputs:
-    - x: (N, H, W, C);  w: (3, 3, C, K);  b: (K,);  relu: apply max(., 0) to the result
-    Returns:
-    - out: (N, H, W, K) float32: stride 1, pad 1, so H' = H and W' = W
-    Computes in float32, so it rounds about as much as ``conv3x3_winograd``.
-    """
-    _check_kernel(w)
-    N, H, W, C = x.shape
-    K = w.shape[3]
-    TH, TW = tiles(H, W)
-    bt, g, at = BT.astype(np.float32), G.astype(np.float32), AT.astype(np.float32)
-    U = np.einsum("ia,abck,jb->ijck", g, w.astype(np.float32), g)  # G g G^T: (6, 6, C, K)
-    # 1 zero row/column of padding before, and enough after for whole tiles: (N, 4*TH + 2, 4*TW + 2, C)
-    xp = np.zeros((N, TILE * TH + 2, TILE * TW + 2, C), dtype=np.float32)
-    xp[:, 1:H + 1, 1:W + 1, :] = x
-    out = np.empty((N, TILE * TH, TILE * TW, K), dtype=np.float32)
-    for th in range(TH):
-        for tw in range(TW):
-            d = xp[:, TILE * th:TILE * th + PATCH, TILE * tw:TILE * tw + PATCH, :]  # (N, 6, 6, C)
-            V = np.einsum("ia,nabc,jb->nijc", bt, d, bt)  # B^T d B: (N, 6, 6, C)
-            M = np.einsum("nijc,ijck->nijk", V, U)  # (G g G^T) * (B^T d B), summed over c: (N, 6, 6, K)
-            Y = np.einsum("ri,nijk,sj->nrsk", at, M, at)  # A^T M A: (N, 4, 4, K)
-            out[:, TILE * th:TILE * th + TILE, TILE * tw:TILE * tw + TILE, :] = Y
-    out = out[:, :H, :W, :] + b  # drop the outputs past a ragged edge: (N, H, W, K)
-    return np.maximum(out, 0) if relu else out
-
+# ------------------------------------------------------------------------------ the tile transforms
 
 # The transforms in float32 (a float literal would make Numba compute in float64, at half the speed).
 ZERO, TWO, FOUR, FIVE, EIGHT = (np.float32(v) for v in (0, 2, 4, 5, 8))
@@ -187,8 +183,9 @@ def _bt(e0, e1, e2, e3, e4, e5, o0, o1, o2, o3, o4, o5):
 
 @numba.njit(nogil=True, cache=True)
 def _at(m0, m1, m2, m3, m4, m5, b, relu, rule, g0, g1, g2, g3, o0, o1, o2, o3):
-    # o = A^T m + b along the channels (then max(., 0) if relu, then relu.backward_rule with the gate
-    # rows g if rule >= 0): m0..m5, o0..o3, g0..g3 and b are (K,) rows, o not aliasing m. A^T's rows:
+    # o = A^T m + b along the channels (then max(., 0) if relu): m0..m5, o0..o3 and b are (K,) rows, o
+    # not aliasing m. rule >= 0 (only from winograd_schedules, relu_below): then relu.backward_rule with
+    # the gate rows g, a backward pass's ReLU fused in; rule -1: g unused. A^T's rows:
     #   [1 1 1 1 1 0]  [0 1 -1 2 -2 0]  [0 1 1 4 4 0]  [0 1 -1 8 -8 1]
     for k in range(o0.shape[0]):
         a0, a1, a2, a3, a4, a5 = m0[k], m1[k], m2[k], m3[k], m4[k], m5[k]
@@ -239,7 +236,8 @@ def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi):
     # out[n, 4*th + r, 4*tw + s, :] = (A^T M[:, u] A)[r, s] + b, then the ReLU. Two 1-D passes: A^T
     # down each column of M into S (24, K), then A^T along each of S's 4 rows into ``out``. rule >= 0:
     # each value v then becomes relu.backward_rule(v, gate[same place], rule), gate (N, H, W, K) the
-    # output of the ReLU below (a backward pass); rule -1: gate is unused (any (1, 1, 1, K') array).
+    # output of the ReLU below (a backward pass, winograd_schedules' relu_below); rule -1: gate is
+    # unused (any (1, 1, 1, K') array).
     # Outputs past a ragged edge go to ``junk``.
     N, H, W, K = out.shape
     S = np.empty((24, K), dtype=np.float32)
@@ -280,110 +278,45 @@ def _output_transform(M, b, relu, gate, rule, TH, TW, t0, out):
         _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, task * CHUNK, min(Tb, (task + 1) * CHUNK))
 
 
-def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
-    """conv3x3_winograd's other schedule: the tiles cut into one contiguous share per thread, and each
-    thread takes its share through the whole chain (input transform, 36 GEMMs, output transform) in
-    blocks small enough that V and M stay in its core's cache (``CACHE_FLOATS``).
-
-    Why: in the schedule of one big block at a time, V and M (16 MB each) go out to memory and back
-    between the three steps, and where C and K are small that costs more than the GEMMs. Measured
-    here, both inside ``shared_gemms``, alternating: block1_conv2 at batch 16 (144x144) 154 ms in big
-    blocks, 83 ms this way; 72x72, 128 -> 128: 77 -> 47 ms; 224x224 at batch 1: 17 -> 11 ms. Where U
-    is large (C * K > ``PER_THREAD_CK``) small blocks read all of it once per block: 256 -> 256 at
-    36x36 batch 16 was no faster (46 -> 45 ms), so those layers keep the big blocks.
-    Needs OpenBLAS single-threaded (``jit.shared_gemms``): each thread calls its own GEMMs.
-    """
-    N, H, W, C = x.shape
-    K = U.shape[2]
-    T = N * TH * TW
-    Tb = max(16, CACHE_FLOATS // (PATCH * PATCH * (C + K)))  # tiles per block
-    shares = max(1, min(numba.get_num_threads(), T // Tb))
-
-    def share(i):
-        v_buf, m_buf = _scratch("v", PATCH * PATCH * Tb * C), _scratch("m", PATCH * PATCH * Tb * K)  # this thread's
-        for t0 in range(T * i // shares, T * (i + 1) // shares, Tb):
-            n = min(Tb, T * (i + 1) // shares - t0)
-            V = v_buf[:PATCH * PATCH * n * C].reshape(PATCH * PATCH, n, C)  # (36, n, C)
-            M = m_buf[:PATCH * PATCH * n * K].reshape(PATCH * PATCH, n, K)  # (36, n, K)
-            _input_tiles(x, TH, TW, t0, V, 0, n)  # in this thread, which holds no lock meanwhile (nogil)
-            np.matmul(V, U, out=M)  # 36 GEMMs: (36, n, C) @ (36, C, K) -> (36, n, K)
-            _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, 0, n)
-
-    run_shares(share, shares)
+# -------------------------------------------------------------------- the simplest fast version
 
 
-def _scratch(name, size):
-    """A float32 scratch buffer of ``size`` elements, kept between calls, one per thread.
-
-    Fresh tens of megabytes per layer would be mapped in by the OS page by page on every call:
-    measured here, fresh 29 MB V and M made block1_conv2 (224x224x64) take ~20 ms instead of ~10.
-    """
-    buf = getattr(_workspace, name, None)
-    if buf is None or buf.size < size:
-        buf = np.empty(size, dtype=np.float32)
-        setattr(_workspace, name, buf)
-    return buf[:size]
-
-
-def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
-    """Fast Winograd F(4x4, 3x3) convolution; same result as ``conv3x3_winograd_naive``.
-
-    Inputs:
-    - x: (N, H, W, C) float32 (other float dtypes are converted)
-    - U: (36, C, K) float32, the transformed kernel from ``winograd_kernel(w)``
-    - b: (K,);  relu: apply max(., 0), fused in the output transform
-    - per_image: GEMMs never mix images, so out[n] is bit for bit what x[n:n+1] gives alone (see
-      "Batch invariance" above); False (default): one GEMM per block of tiles, faster on a batch
-    - relu_below: None, or (y, rule) in a backward pass, where this convolution computes dL/d(the
-      output y of the ReLU below): then out = ``relu.relu_backward(y, out, rule)``, y (N, H, W, K),
-      fused in the output transform (one pass over dx saved; bit for bit the same as the two calls)
-    Returns:
-    - out: (N, H, W, K) float32, C-contiguous: stride 1, pad 1, so H' = H and W' = W
-
-    The tiles go through in blocks of at most ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M, the
-    two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size. With
-    ``per_image``, blocks hold whole images (or, for a large image, the same part of each), one GEMM
-    per image. Inside ``jit.shared_gemms()``, without ``per_image``, a layer with C * K <=
-    ``PER_THREAD_CK`` takes the other schedule, ``_per_thread``; the results are the same.
-    """
+def _check(x, U, b):
+    """x, U, b as float32 C-contiguous arrays, after checking their shapes against each other."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 4:
         raise ValueError(f"x must be (N, H, W, C), got shape {x.shape}")
-    N, H, W, C = x.shape
+    C = x.shape[3]
     if U.ndim != 3 or U.shape[:2] != (PATCH * PATCH, C):
         raise ValueError(f"U must be (36, {C}, K) from winograd_kernel(w), got {U.shape}")
     K = U.shape[2]
     if b.shape != (K,):
         raise ValueError(f"b must be ({K},), got {b.shape}")
-    U = np.ascontiguousarray(U, dtype=np.float32)
-    b = np.ascontiguousarray(b, dtype=np.float32)
-    if relu_below is None:
-        gate, rule = np.zeros((1, 1, 1, 1), dtype=np.float32), -1  # unused
-    else:
-        gate, rule = np.ascontiguousarray(relu_below[0], dtype=np.float32), check_rule(relu_below[1])
-        if gate.shape != (N, H, W, K):
-            raise ValueError(f"relu_below's y must be {(N, H, W, K)}, got {gate.shape}")
+    return x, np.ascontiguousarray(U, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
+
+
+def conv3x3_winograd_simple(x, U, b, relu=False):
+    """The simplest fast Winograd convolution: the three steps, each once, over all the tiles.
+
+    Inputs:
+    - x: (N, H, W, C) float32 (other float dtypes are converted)
+    - U: (36, C, K) float32, the transformed kernel from ``winograd_kernel(w)``
+    - b: (K,);  relu: apply max(., 0), fused in the output transform
+    Returns:
+    - out: (N, H, W, K) float32, C-contiguous: stride 1, pad 1, so H' = H and W' = W
+    Same result as ``conv3x3_winograd_naive`` (up to float32 rounding) and as
+    ``winograd_schedules.conv3x3_winograd``, which schedules these same steps for speed and memory
+    (here V and M hold all T tiles at once: 36*T*(C + K) floats, 58 MB for block1_conv2 at 224x224).
+    """
+    x, U, b = _check(x, U, b)
+    N, H, W, C = x.shape
+    K = U.shape[2]
     TH, TW = tiles(H, W)
+    T = N * TH * TW
+    V = np.empty((PATCH * PATCH, T, C), dtype=np.float32)  # (36, T, C)
+    _input_transform(x, TH, TW, 0, V)  # V[:, t] = B^T d B of every tile t, first tile 0
+    M = np.matmul(V, U)  # 36 GEMMs, one per frequency: (36, T, C) @ (36, C, K) -> (36, T, K)
     out = np.empty((N, H, W, K), dtype=np.float32)
-    if not per_image and sharing() and C * K <= PER_THREAD_CK:  # see _per_thread
-        _per_thread(x, U, b, bool(relu), gate, rule, TH, TW, out)
-        return out
-    P = TH * TW  # tiles per image
-    most = max(1, BLOCK_FLOATS // (PATCH * PATCH * max(C, K)))  # tiles per block, at most
-    if not per_image:  # blocks of ``most`` tiles, one GEMM each, images mixed: (first tile, count, per GEMM)
-        blocks = [(t0, min(most, N * P - t0), min(most, N * P - t0)) for t0 in range(0, N * P, most)]
-    elif P >= most:  # an image spans blocks, cut at the same tiles in every image: (first tile, count, per GEMM)
-        blocks = [(n * P + s, min(most, P - s), min(most, P - s)) for n in range(N) for s in range(0, P, most)]
-    else:  # whole images per block, one GEMM each
-        g = most // P  # images per block
-        blocks = [(n * P, min(g, N - n) * P, P) for n in range(0, N, g)]
-    block = max(count for _, count, _ in blocks)
-    v_buf, m_buf = _scratch("V", PATCH * PATCH * block * C), _scratch("M", PATCH * PATCH * block * K)
-    for t0, Tb, per in blocks:
-        V = v_buf[:PATCH * PATCH * Tb * C].reshape(PATCH * PATCH, Tb, C)  # (36, Tb, C)
-        M = m_buf[:PATCH * PATCH * Tb * K].reshape(PATCH * PATCH, Tb, K)  # (36, Tb, K)
-        _input_transform(x, TH, TW, t0, V)
-        for s in range(0, Tb, per):  # readable form: np.matmul(V, U, out=M), one GEMM for all the tiles
-            matmul(V[:, s:s + per], U, out=M[:, s:s + per])  # 36 GEMMs: (36, per, C) @ (36, C, K) -> (36, per, K)
-        _output_transform(M, b, bool(relu), gate, rule, TH, TW, t0, out)
+    no_gate = np.zeros((1, 1, 1, 1), dtype=np.float32)  # rule -1: no backward ReLU fused in
+    _output_transform(M, b, bool(relu), no_gate, -1, TH, TW, 0, out)  # out = A^T M A + b, per tile
     return out

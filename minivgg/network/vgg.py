@@ -23,7 +23,8 @@ from ..jit import shared_gemms
 from ..layers import conv as conv_methods
 from ..layers.dense import dense, sigmoid, softmax
 from ..layers.pool import global_avg_pool, global_max_pool, max_pool2d
-from ..layers.winograd import conv3x3_winograd, winograd_kernel
+from ..layers.winograd import winograd_kernel
+from ..layers.winograd_schedules import conv3x3_winograd
 from . import backprop
 from .table import TITLES, TOP_SIZE, check_size, conv_base, input_size, layers, plan, random_params, table
 

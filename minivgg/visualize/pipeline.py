@@ -18,7 +18,7 @@ its grids. Only the writers write files, the input as the network saw it include
 where Ctrl-C lands, computes and queues, so an interrupt never falls between a file and its record
 (a page written but its image not counted as done, a temporary file not yet removed). A writer that fails stops the others; its error is raised in the main thread (``check``).
 One image's grids and page are the same bytes whichever batch it was in: the conv layers compute each
-image of a batch bit for bit as they compute it alone (``winograd.py``, "Batch invariance";
+image of a batch bit for bit as they compute it alone (``layers/winograd_schedules.py``, "Batch invariance";
 tests/test_visualize_many.py holds the files to it). The top's dense layers are one GEMM per batch:
 their scores may differ in the last bits, which the page's one-decimal percentages do not show.
 """
@@ -199,8 +199,7 @@ def run(model, items, wanted, batch, writers, load, prepare, original, labels=No
     KeyboardInterrupt as it comes: the caller then calls ``writers.abort()``.
     """
     # One BLAS thread while the writers draw: OpenBLAS's workers spin while they wait, and they would
-    # fight the writers for the cores (measured on 2 busy cores: 8 images 27.7 s with 2 BLAS threads,
-    # 11.1 s with 1).
+    # fight the writers for the cores (measured: docs/performance.md).
     threads = blas_threads(1)
     try:
         _run(model, items, wanted, batch, writers, load, prepare, original, labels, on_failed)

@@ -1,0 +1,150 @@
+"""Winograd F(4x4, 3x3) scheduled for speed: ``conv3x3_winograd``, the version minivgg runs.
+
+Read ``winograd.py`` first: the idea, the matrices, the naive twin, the transforms and
+``conv3x3_winograd_simple``, which does each step once over all the tiles. This file computes
+exactly those steps, with the same transforms and the same GEMMs, in a different order, for four
+reasons. None of it changes what a convolution is; all of it is tested equal to the naive twin
+(tests/test_winograd.py).
+
+Legend: as in winograd.py (N, H, W, C, K, TH, TW, T tiles, Tb tiles in one block).
+
+1. Bounded memory: blocks of tiles. The simple version holds V and M for all T tiles at once, which
+   grows with the batch. Here the tiles go through in blocks of at most
+   ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M stay under ``BLOCK_FLOATS`` floats each whatever
+   the batch size, in scratch buffers kept between calls (``_scratch`` says why).
+2. Cache: the per-thread schedule (``_per_thread``). Inside ``jit.shared_gemms()``, where each thread
+   may call its own GEMMs, a layer with a small U takes the tiles one share per thread, each share
+   through all three steps in blocks that stay in that core's cache.
+3. Batch invariance, on request (``per_image=True``). Then each image of a batch comes out bit for bit
+   as it does alone, so a feature map does not depend on which images shared its batch
+   (minivgg-visualize on many images writes the same files as on each one). The transforms work tile
+   by tile, so they are; a GEMM's rounding is not, in general: BLAS picks its kernels by the matrix
+   sizes (a single row goes through a matrix-vector kernel, and measured here a (3, 512) @ (512, 512)
+   product rounds differently from a (4, 512) one). So with ``per_image`` the GEMMs never mix images:
+   an image larger than a block is cut at the same tiles whatever its batch, and the images of a block
+   get one GEMM each, of exactly the size they get alone. It is not the default because it gives up
+   what a batch buys: on small maps (block5 at 14x14 is 16 tiles an image) one GEMM per image reads
+   all of U (36 MB for 512 -> 512) once per image instead of once per block, and the GEMMs become
+   memory-bound. Batched work that needs no such guarantee (gradients, SmoothGrad, feature
+   visualisation) keeps the one GEMM per block.
+4. A fused backward ReLU (``relu_below``). In a backward pass the convolution's result dx is at once
+   passed through the backward rule of the ReLU below (``relu.relu_backward``); the output transform
+   does that as it writes each value, which saves one pass over dx.
+
+The GEMMs go through ``jit.matmul``: ``np.matmul``, which inside ``jit.shared_gemms()`` is cut into
+shares run on minivgg's own threads (OpenBLAS then single-threaded), else one plain ``np.matmul``.
+"""
+import threading
+
+import numba
+import numpy as np
+
+from ..jit import matmul, run_shares, sharing
+from .relu import check_rule
+from .winograd import PATCH, _check, _input_tiles, _input_transform, _output_tiles, _output_transform, tiles
+
+BLOCK_FLOATS = 1 << 22  # floats per scratch buffer (16 MB): V and M hold at most this many
+CACHE_FLOATS = 1 << 18  # per thread, V and M of one block together (1 MB, a core's L2 cache here), see _per_thread
+PER_THREAD_CK = 128 * 256  # C * K at most for _per_thread: U (36*C*K floats, 4.7 MB) re-read from cache per block
+_workspace = threading.local()
+
+
+def _scratch(name, size):
+    """A float32 scratch buffer of ``size`` elements, kept between calls, one per thread.
+
+    Fresh tens of megabytes per layer would be mapped in by the OS page by page on every call, a cost
+    measured of the order of the convolution itself (docs/performance.md).
+    """
+    buf = getattr(_workspace, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=np.float32)
+        setattr(_workspace, name, buf)
+    return buf[:size]
+
+
+def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
+    """conv3x3_winograd's other schedule: the tiles cut into one contiguous share per thread, and each
+    thread takes its share through the whole chain (input transform, 36 GEMMs, output transform) in
+    blocks small enough that V and M stay in its core's cache (``CACHE_FLOATS``).
+
+    Why: in the schedule of one big block at a time, V and M (16 MB each) go out to memory and back
+    between the three steps, and where C and K are small that costs more than the GEMMs (measured
+    faster on the layers it takes: docs/performance.md). Where U is large (C * K > ``PER_THREAD_CK``)
+    small blocks read all of it once per block, which was measured no faster, so those layers keep
+    the big blocks.
+    Needs OpenBLAS single-threaded (``jit.shared_gemms``): each thread calls its own GEMMs.
+    """
+    N, H, W, C = x.shape
+    K = U.shape[2]
+    T = N * TH * TW
+    Tb = max(16, CACHE_FLOATS // (PATCH * PATCH * (C + K)))  # tiles per block
+    shares = max(1, min(numba.get_num_threads(), T // Tb))
+
+    def share(i):
+        v_buf, m_buf = _scratch("v", PATCH * PATCH * Tb * C), _scratch("m", PATCH * PATCH * Tb * K)  # this thread's
+        for t0 in range(T * i // shares, T * (i + 1) // shares, Tb):
+            n = min(Tb, T * (i + 1) // shares - t0)
+            V = v_buf[:PATCH * PATCH * n * C].reshape(PATCH * PATCH, n, C)  # (36, n, C)
+            M = m_buf[:PATCH * PATCH * n * K].reshape(PATCH * PATCH, n, K)  # (36, n, K)
+            _input_tiles(x, TH, TW, t0, V, 0, n)  # in this thread, which holds no lock meanwhile (nogil)
+            np.matmul(V, U, out=M)  # 36 GEMMs: (36, n, C) @ (36, C, K) -> (36, n, K)
+            _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, 0, n)
+
+    run_shares(share, shares)
+
+
+def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
+    """Fast Winograd F(4x4, 3x3) convolution; same result as ``winograd.conv3x3_winograd_naive`` and
+    ``winograd.conv3x3_winograd_simple``.
+
+    Inputs:
+    - x: (N, H, W, C) float32 (other float dtypes are converted)
+    - U: (36, C, K) float32, the transformed kernel from ``winograd_kernel(w)``
+    - b: (K,);  relu: apply max(., 0), fused in the output transform
+    - per_image: GEMMs never mix images, so out[n] is bit for bit what x[n:n+1] gives alone (see
+      reason 3 above); False (default): one GEMM per block of tiles, faster on a batch
+    - relu_below: None, or (y, rule) in a backward pass, where this convolution computes dL/d(the
+      output y of the ReLU below): then out = ``relu.relu_backward(y, out, rule)``, y (N, H, W, K),
+      fused in the output transform (one pass over dx saved; bit for bit the same as the two calls)
+    Returns:
+    - out: (N, H, W, K) float32, C-contiguous: stride 1, pad 1, so H' = H and W' = W
+
+    The tiles go through in blocks of at most ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M, the
+    two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size. With
+    ``per_image``, blocks hold whole images (or, for a large image, the same part of each), one GEMM
+    per image. Inside ``jit.shared_gemms()``, without ``per_image``, a layer with C * K <=
+    ``PER_THREAD_CK`` takes the other schedule, ``_per_thread``; the results are the same.
+    """
+    x, U, b = _check(x, U, b)
+    N, H, W, C = x.shape
+    K = U.shape[2]
+    if relu_below is None:
+        gate, rule = np.zeros((1, 1, 1, 1), dtype=np.float32), -1  # unused
+    else:
+        gate, rule = np.ascontiguousarray(relu_below[0], dtype=np.float32), check_rule(relu_below[1])
+        if gate.shape != (N, H, W, K):
+            raise ValueError(f"relu_below's y must be {(N, H, W, K)}, got {gate.shape}")
+    TH, TW = tiles(H, W)
+    out = np.empty((N, H, W, K), dtype=np.float32)
+    if not per_image and sharing() and C * K <= PER_THREAD_CK:  # see _per_thread
+        _per_thread(x, U, b, bool(relu), gate, rule, TH, TW, out)
+        return out
+    P = TH * TW  # tiles per image
+    most = max(1, BLOCK_FLOATS // (PATCH * PATCH * max(C, K)))  # tiles per block, at most
+    if not per_image:  # blocks of ``most`` tiles, one GEMM each, images mixed: (first tile, count, per GEMM)
+        blocks = [(t0, min(most, N * P - t0), min(most, N * P - t0)) for t0 in range(0, N * P, most)]
+    elif P >= most:  # an image spans blocks, cut at the same tiles in every image: (first tile, count, per GEMM)
+        blocks = [(n * P + s, min(most, P - s), min(most, P - s)) for n in range(N) for s in range(0, P, most)]
+    else:  # whole images per block, one GEMM each
+        g = most // P  # images per block
+        blocks = [(n * P, min(g, N - n) * P, P) for n in range(0, N, g)]
+    block = max(count for _, count, _ in blocks)
+    v_buf, m_buf = _scratch("V", PATCH * PATCH * block * C), _scratch("M", PATCH * PATCH * block * K)
+    for t0, Tb, per in blocks:
+        V = v_buf[:PATCH * PATCH * Tb * C].reshape(PATCH * PATCH, Tb, C)  # (36, Tb, C)
+        M = m_buf[:PATCH * PATCH * Tb * K].reshape(PATCH * PATCH, Tb, K)  # (36, Tb, K)
+        _input_transform(x, TH, TW, t0, V)
+        for s in range(0, Tb, per):  # readable form: np.matmul(V, U, out=M), one GEMM for all the tiles
+            matmul(V[:, s:s + per], U, out=M[:, s:s + per])  # 36 GEMMs: (36, per, C) @ (36, C, K) -> (36, per, K)
+        _output_transform(M, b, bool(relu), gate, rule, TH, TW, t0, out)
+    return out
