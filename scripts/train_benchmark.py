@@ -46,6 +46,16 @@ def keras_start(path, size):
     base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(size, size, 3))
     x = keras.layers.Dense(HIDDEN, activation="relu", name="dense")(keras.layers.Flatten(name="flatten")(base.output))
     model = keras.Model(base.input, keras.layers.Dense(CLASSES, activation="softmax", name="dense_1")(x))
+    # He-normal kernels and small non-zero biases, as the tests' Keras files (tests/conftest.py): Keras'
+    # Glorot kernels and zero biases shrink the activations layer by layer and leave many ReLU inputs
+    # and max-pool windows within rounding of a tie, where any two float32 passes route gradients apart
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if layer.weights:
+            kernel, bias = (w.numpy() for w in layer.weights)
+            fan_in = int(np.prod(kernel.shape[:-1]))
+            layer.set_weights([rng.standard_normal(kernel.shape, dtype=np.float32) * np.float32(np.sqrt(2 / fan_in)),
+                               rng.uniform(-0.5, 0.5, bias.shape).astype(np.float32)])
     model.save(path)
     return path
 
@@ -55,23 +65,23 @@ def batch(size, n, seed=0):
     return (rng.standard_normal((n, size, size, 3)) * 50).astype(np.float32), rng.integers(0, CLASSES, n)
 
 
-def keras_model(path, trainable):
+def keras_model(path, trainable, lr=0.01):
     import keras
 
     model = keras.models.load_model(path)
     for layer in model.layers:
         layer.trainable = layer.name in trainable
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr, momentum=0.9),
                   loss="sparse_categorical_crossentropy")
     return model
 
 
-def ours(path, start="block5_conv1"):
+def ours(path, start="block5_conv1", lr=0.01):
     from minivgg import VGG
     from minivgg.train import SGD, trainable_from
 
     model = VGG(weights=path)
-    return model, trainable_from(model, start), SGD(learning_rate=0.01, momentum=0.9)
+    return model, trainable_from(model, start), SGD(learning_rate=lr, momentum=0.9)
 
 
 def check(path, x, y):
@@ -100,10 +110,12 @@ def steps(path, x, y, repeats):
     from minivgg.train import step
 
     runs = {}
+    # a small learning rate: many steps on one batch must not drive the weights to overflow (NaN
+    # arithmetic would time something else)
     for label, start in (("head", "dense"), ("block5", "block5_conv1"), ("full", "block1_conv1")):
-        model, names, opt = ours(path, start)
+        model, names, opt = ours(path, start, lr=1e-4)
         runs[label] = (lambda m=model, n=names, o=opt: step(m, x, y, o, n))
-    theirs = keras_model(path, ours(path)[1])
+    theirs = keras_model(path, ours(path)[1], lr=1e-4)
     runs["keras block5"] = lambda: theirs.train_on_batch(x, y)
     first, times = {}, {k: [] for k in runs}
     for k, fn in runs.items():  # first call (compile, tracing) and one warm-up, untimed

@@ -156,3 +156,38 @@ def test_steps_lower_the_loss_and_dropout_is_seeded(base):
     assert losses[0][-1] < losses[0][0]
     model = with_head(base, 3, hidden=(32,), dropout=0.5, size=SIZE)
     assert step(model, x, y, Adam(1e-3), seed=1) != losses[0][0]  # other masks
+
+
+def test_save_refuses_unknown_formats_and_unwritable_folders_in_one_line(base, tmp_path):
+    model = with_head(base, 2, head="gap", hidden=(), dropout=0.0)
+    for path, match in ((tmp_path / "m.pt", "name it .keras"), (tmp_path / "missing" / "m.keras", "cannot write")):
+        with pytest.raises(MinivggError, match=match) as e:
+            model.save(path)
+        assert "\n" not in str(e.value)
+
+
+def test_a_failed_save_leaves_the_old_file_as_it_was(base, tmp_path, monkeypatch):
+    from minivgg.files import keras_write
+
+    model = with_head(base, 2, head="gap", hidden=(), dropout=0.0)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    old = path.read_bytes()
+
+    def broken(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(keras_write, "_weights_keras3", broken)
+    with pytest.raises(OSError):
+        model.save(path)
+    assert path.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
+
+
+def test_saved_files_read_back_in_minivgg_with_their_head(base, tmp_path):
+    rng = np.random.default_rng(8)
+    x = rand(rng, 2, *SIZE, 3) * 30
+    for head in ("flatten", "gap"):
+        model = with_head(base, ["a", "b", "c"], head=head, hidden=(8,), size=SIZE)
+        for ext in ("keras", "h5"):
+            back = VGG(weights=model.save(tmp_path / f"{head}.{ext}"))
+            assert back.layers == model.layers and back.input_size == model.input_size
+            assert np.array_equal(back(x), model(x))
