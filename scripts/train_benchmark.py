@@ -107,24 +107,31 @@ def check(path, x, y):
 
 
 def steps(path, x, y, repeats):
+    """Median seconds of one step per side. Before every call the trainable weights are put back
+    (untimed): the same step is timed each time, and many steps on one batch cannot drive the
+    weights to overflow (NaN arithmetic would time something else)."""
     from minivgg.train import step
+    from minivgg.train.step import set_weights
 
     runs = {}
-    # a small learning rate: many steps on one batch must not drive the weights to overflow (NaN
-    # arithmetic would time something else)
     for label, start in (("head", "dense"), ("block5", "block5_conv1"), ("full", "block1_conv1")):
-        model, names, opt = ours(path, start, lr=1e-4)
-        runs[label] = (lambda m=model, n=names, o=opt: step(m, x, y, o, n))
-    theirs = keras_model(path, ours(path)[1], lr=1e-4)
-    runs["keras block5"] = lambda: theirs.train_on_batch(x, y)
+        model, names, opt = ours(path, start)
+        snapshot = {n: tuple(np.array(a) for a in model.params[n]) for n in names}
+        runs[label] = (lambda m=model, n=names, o=opt: step(m, x, y, o, n),
+                       lambda m=model, w=snapshot: set_weights(m, w))
+    theirs = keras_model(path, ours(path)[1])
+    start_weights = theirs.get_weights()
+    runs["keras block5"] = (lambda: theirs.train_on_batch(x, y), lambda: theirs.set_weights(start_weights))
     first, times = {}, {k: [] for k in runs}
-    for k, fn in runs.items():  # first call (compile, tracing) and one warm-up, untimed
+    for k, (fn, reset) in runs.items():  # first call (compile, tracing) and one warm-up, untimed
         t = time.perf_counter()
         fn()
         first[k] = time.perf_counter() - t
+        reset()
         fn()
     for _ in range(repeats):  # alternating, so a slow spell of the machine hits every side alike
-        for k, fn in runs.items():
+        for k, (fn, reset) in runs.items():
+            reset()
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)
