@@ -146,3 +146,14 @@ def test_resume_after_ctrl_c_ends_where_an_uninterrupted_run_does(dataset, tmp_p
 def test_resume_refuses_another_runs_checkpoint(dataset, trained, capsys):
     assert main([str(dataset), "--epochs", "6", "--out", str(trained), "--resume", "--seed", "1"] + FAST) == 1
     assert "other settings" in capsys.readouterr().err
+
+
+def test_the_page_links_the_pages_of_other_scripts_under_out(trained):
+    from minivgg.train.page import _children
+    from minivgg.visualize.report import page_meta
+
+    (trained / "maps").mkdir(exist_ok=True)
+    (trained / "maps" / "index.html").write_text(f"<html><head>{page_meta('visualize')}<title>maps of x</title></head></html>")
+    (trained / "other").mkdir(exist_ok=True)
+    (trained / "other" / "index.html").write_text("<html><title>not ours</title></html>")
+    assert _children(trained) == [("maps/index.html", "maps of x")]
