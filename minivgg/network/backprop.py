@@ -99,8 +99,8 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
         elif row.kind == "pool":
             g = max_pool2d_backward(a_in, g, size=2, stride=2, relu_rule=relu_below)  # to each window's first max
         elif row.kind == "dense":
-            last = logits and row.name == model.layers[-1].name  # scores taken before the activation
-            g = g if last else _dense_activation_backward(row, out, g, relu)  # dz
+            scores = logits and i == len(model.layers) - 1  # taken before its softmax or sigmoid
+            g = _dense_activation_backward(row, out, g, relu, scores)  # dz
             g, dw, db = dense_backward(a_in, model.params[row.name][0], g, need_weights=weights)  # da = dz w^T
             if weights:
                 wgrads[row.name] = (dw, db)
@@ -218,14 +218,17 @@ def _conv_input_grad(model, row, dz, a_in, relu_below=None):
     return conv2d_backward_input(dz, kernel, pad=1, method=method, U_t=U_t, relu_below=fuse)  # (N, H, W, C)
 
 
-def _dense_activation_backward(row, out, dy, relu):
-    """dz = dL/d(the dense layer's pre-activation), from dy = dL/d(its output) and its output."""
+def _dense_activation_backward(row, out, dy, relu, scores=False):
+    """dz = dL/d(the dense layer's pre-activation), from dy = dL/d(its output) and its output;
+    ``scores``: its output was taken before its softmax or sigmoid (``logits=True``)."""
+    if row.activation == "relu":
+        return relu_backward(out, dy, relu)  # applied in the forward pass with or without logits
+    if scores:
+        return dy
     if row.activation == "softmax":
         return softmax_backward(out, dy)  # p * (dy - <dy, p>)
     if row.activation == "sigmoid":
         return dy * out * (1 - out)  # s' = s (1 - s), s the layer's output
-    if row.activation == "relu":
-        return relu_backward(out, dy, relu)
     return dy  # linear
 
 
