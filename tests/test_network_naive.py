@@ -100,13 +100,18 @@ def test_forward_naive_equals_fast_at_every_layer(vgg16, naive_forward):
 
 
 def test_gradients_naive_equals_fast(vgg16):
-    """Two seeds (they add up at block2_pool), every layer's gradient and every weight's."""
+    """Three seeds (they add up on the way down), every layer's gradient and every weight's; and with
+    layers=[] (no layer's own gradient kept), where the fast pass fuses each ReLU rule it can into the
+    kernel above it (not block3_conv2's: that layer is seeded, so dL/d(its output) is needed)."""
     model, x = vgg16
-    seeds = {**channel_mean(model, x, "block5_conv3", [3, 300]), **channel_mean(model, x, "block2_pool", 7)}
+    seeds = {**channel_mean(model, x, "block5_conv3", [3, 300]), **channel_mean(model, x, "block3_conv2", 9),
+             **channel_mean(model, x, "block2_pool", 7)}
     naive = gradients_naive(model, x, seeds, weights=True, outputs=fast_forward(model, x))
     fast = model.gradients(x, seeds, weights=True)
     assert naive["input"].shape == x.shape and "block1_conv1/kernel" in naive and "block5_pool" not in naive
     assert_all_close(fast, naive, "gradients")
+    fused = model.gradients(x, seeds, weights=True, layers=[])
+    assert_all_close(fused, {k: v for k, v in naive.items() if k == "input" or "/" in k}, "gradients, fused")
 
 
 def decisions(model, outputs):
