@@ -34,10 +34,12 @@ def forward_naive(model, x, logits=False):
     """
     a, outs = np.asarray(x, np.float64), []
     for row in model.layers:
-        if row.kind in ("conv", "dense"):
-            w, b = (np.asarray(p, np.float64) for p in model.params[row.name])
-            relu = row.activation == "relu"
-            a = conv2d_naive(a, w, b, stride=1, pad=1, relu=relu) if row.kind == "conv" else dense_naive(a, w, b, relu)
+        if row.kind == "conv":
+            w, b = _float64(model.params[row.name])  # (3, 3, C, K), (K,)
+            a = conv2d_naive(a, w, b, stride=1, pad=1, relu=row.activation == "relu")  # -> (N, H, W, K)
+        elif row.kind == "dense":
+            w, b = _float64(model.params[row.name])  # (D, U), (U,)
+            a = dense_naive(a, w, b, relu=row.activation == "relu")  # (N, D) -> (N, U)
             if logits and row.name == model.layers[-1].name:
                 pass  # the scores before the softmax or sigmoid
             elif row.activation == "softmax":
@@ -81,7 +83,7 @@ def gradients_naive(model, x, seeds, relu="plain", logits=False, weights=False, 
         g = g + np.asarray(seeds.get(row.name, 0.0), np.float64)  # L's own term at this row (0 if not seeded)
         grads[row.name] = g
         if row.kind in ("conv", "dense"):
-            w = np.asarray(model.params[row.name][0], np.float64)
+            w, _ = _float64(model.params[row.name])
             if row.activation == "relu":
                 g = relu_backward_naive(out, g, relu)  # dz = g * [z > 0]
             elif logits and i == len(names) - 1:
@@ -90,10 +92,10 @@ def gradients_naive(model, x, seeds, relu="plain", logits=False, weights=False, 
                 g = softmax_backward_naive(out, g)  # the full Jacobian, J^T g
             elif row.activation == "sigmoid":
                 g = g * out * (1 - out)  # s' = s (1 - s)
-            if row.kind == "conv":
-                g, dw, db = conv2d_backward_naive(a, w, g, stride=1, pad=1)
-            else:
-                g, dw, db = dense_backward_naive(a, w, g)
+            if row.kind == "conv":  # da = conv(dz, flipped w), dw = im2col(a)^T dz, db = sum of dz
+                g, dw, db = conv2d_backward_naive(a, w, g, stride=1, pad=1)  # (N, H, W, C), (3, 3, C, K), (K,)
+            else:  # da = dz w^T, dw = a^T dz, db = sum of dz
+                g, dw, db = dense_backward_naive(a, w, g)  # (N, D), (D, U), (U,)
             wgrads[row.name] = dw, db
         elif row.kind == "pool":
             g = max_pool2d_backward_naive(a, g, size=2, stride=2)  # to each window's first maximum
@@ -111,3 +113,8 @@ def gradients_naive(model, x, seeds, relu="plain", logits=False, weights=False, 
         if name in wgrads:
             result[f"{name}/kernel"], result[f"{name}/bias"] = wgrads[name]
     return result
+
+
+def _float64(params):
+    """A layer's (kernel, bias) in float64."""
+    return tuple(np.asarray(p, np.float64) for p in params)
