@@ -24,6 +24,7 @@ from ..layers.dense import dense, sigmoid, softmax
 from ..layers.pool import global_avg_pool, global_max_pool, max_pool2d
 from ..layers.winograd import conv3x3_winograd, winograd_kernel
 from . import backprop
+from .receptive_field import receptive_field
 from .table import TITLES, TOP_SIZE, check_size, conv_base, input_size, layers, plan, random_params, table
 
 
@@ -198,6 +199,10 @@ class VGG:
         h, w = height or h, width or w
         check_size(h, w, self.title, self.input_size)
         return table(self.layers, h, w, self.plan)
+
+    def receptive_field(self, layer):
+        """The input square one unit of ``layer`` sees: size, stride, padding, box(i, j) (``receptive_field.py``)."""
+        return receptive_field(self.layers, layer)
 
 
 class VGG16(VGG):
