@@ -235,3 +235,21 @@ def test_catalogue_page_in_chromium(chromium, weights_notop, images, tmp_path): 
             assert backgrounds > 0
         chromium.assert_local_and_clean(out)
     assert "features-block1_conv2_3.png" in (out / "block1_conv2.html").read_text()
+
+
+def test_dask_example_on_a_local_cluster_equals_one_run(weights_notop, images, one_run, tmp_path):
+    distributed = pytest.importorskip("distributed")  # the 'dask' extra (CI installs it)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("catalog_dask", Path(__file__).resolve().parents[1] / "scripts" / "catalog_dask.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    options = ["--weights", str(weights_notop), "--size", str(SIZE), "--layers", LAYERS, "--top", "4", "--batch", "3",
+               "--json", str(tmp_path / "dask.json")]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        assert script.run([str(images)], 3, tmp_path / "out", options, client) == 0
+    merged, (_, data) = json.loads((tmp_path / "dask.json").read_text()), one_run
+    assert merged["images"] == data["images"]
+    for layer in LAYERS.split(","):
+        assert entries(merged, layer) == entries(data, layer)
