@@ -253,3 +253,40 @@ def test_dask_example_on_a_local_cluster_equals_one_run(weights_notop, images, o
     assert merged["images"] == data["images"]
     for layer in LAYERS.split(","):
         assert entries(merged, layer) == entries(data, layer)
+
+
+def test_patch_is_the_clipped_box_padded_grey():
+    from minivgg.catalog.patches import GREY, cut
+    from minivgg.network.receptive_field import receptive_field
+    from minivgg.network.table import layers
+
+    img = np.arange(40 * 56 * 3, dtype=np.int64).reshape(40, 56, 3) % 251  # (H, W, 3), H != W
+    img = img.astype(np.uint8)
+    rf = receptive_field(layers("vgg16"), "block2_conv2")  # 14, stride 2, padding 6
+    patch = cut(img, rf, 0, 27)  # top-right unit: rows -6..8, columns 48..62 -> 48..56 inside
+    assert patch.shape == (14, 14, 3)
+    assert (patch[:6] == GREY).all() and (patch[:, 8:] == GREY).all()  # above and right of the image
+    assert (patch[6:, :8] == img[0:8, 48:56]).all()
+
+
+def test_unwritable_out_is_one_line(weights_notop, images, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    rc = cli.main([str(images), "--weights", str(weights_notop), "--size", str(SIZE), "--layers", "block1_conv1",
+                   "--out", str(blocker / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith("error: cannot write to")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_tile_resize():
+    from minivgg.catalog.patches import resize
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 256, (2, 5, 5, 3), dtype=np.uint8)  # block1_conv2's field, blown up to 48
+    for ours, patch in zip(resize(small, 48), small):
+        assert (ours == np.asarray(Image.fromarray(patch).resize((48, 48), Image.Resampling.NEAREST))).all()
+    big = rng.integers(0, 256, (2, 212, 212, 3), dtype=np.uint8)  # block5_pool's field, shrunk to 96
+    ours = resize(big, 96)
+    assert ours.shape == (2, 96, 96, 3)
+    assert (ours[1] == np.asarray(Image.fromarray(big[1]).resize((96, 96), Image.Resampling.BOX))).all()

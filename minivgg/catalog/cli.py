@@ -40,7 +40,7 @@ from ..network.table import ARCHS, MIN_SIZE, TOP_SIZE, conv_base, shapes
 from ..visualize import report
 from ..visualize.cli import MODELS, ImagesProgress, conv_weights, load_input, positive_int
 from . import page as pages
-from .patches import Sheets, cut, projection_image
+from .patches import PER_SHEET, Sheets, cut, projection_image
 from .scan import HIST_EDGES, STATE_FILE, State, load_state, merge_states
 from .stream import decoded
 
@@ -162,7 +162,7 @@ def run(args):
         return page, len(state.failed), len(state.images), False
 
     shard = parse_shard(args.shard) if args.shard else None
-    select_layers(args.layers, args.arch or "vgg16")  # a bad name is refused before anything is loaded
+    select_layers(args.layers, args.arch or "vgg19")  # a bad name is refused before anything is loaded (VGG19's names include VGG16's)
     paths, skipped = find_images(args.images, args.recursive, exclude=out)
     if skipped and not args.quiet:
         print(f"note: skipped {len(skipped)} file(s) that are not images, e.g. {skipped[0]}", file=sys.stderr)
@@ -257,14 +257,16 @@ def finish(state, out, args, model=None):
     cache = {}  # image index -> (S, S, 3) uint8, at most CACHE
 
     def images_of(indices):
-        missing = [i for i in indices if i not in cache]
+        """{index: (S, S, 3) uint8} for these images: from the cache, or decoded (then cached, oldest out)."""
+        found = {i: cache[i] for i in indices if i in cache}
+        missing = [i for i in indices if i not in found]
         for pos, x in decoded([state.images[i] for i in missing], lambda p: load_input(p, S)):
             if isinstance(x, MinivggError):
                 raise MinivggError(f"{x} (it was scanned: did it change since?)")
             while len(cache) >= CACHE:
                 cache.pop(next(iter(cache)))
-            cache[missing[pos]] = x.astype(np.uint8)
-        return {i: cache[i] for i in indices}
+            found[missing[pos]] = cache[missing[pos]] = x.astype(np.uint8)
+        return found
 
     names = {i: os.path.basename(p) for i, p in enumerate(state.images)}
     for layer, s in state.layers.items():
@@ -273,16 +275,18 @@ def finish(state, out, args, model=None):
         sheets = Sheets(layer, rf.size, C, s.top.k)
         proj = Sheets(layer, rf.size, C, s.top.k, suffix="-proj") if model is not None and args.projections else None
         for n in range(sheets.count):
-            entries = [(c, e, *entry) for c in range(n * 64, min(C, (n + 1) * 64))
+            entries = [(c, e, *entry) for c in range(n * PER_SHEET, min(C, (n + 1) * PER_SHEET))
                        for e, entry in enumerate(s.top.entries(c))]  # (channel, slot, value, image, row, col)
             for start in range(0, len(entries), CACHE // 2):
                 chunk = entries[start:start + CACHE // 2]
                 imgs = images_of(sorted({i for _, _, _, i, _, _ in chunk}))
-                for c, e, _, i, r, q in chunk:
-                    sheets.paste(c, e, cut(imgs[i], rf, r, q))
+                if not chunk:
+                    continue
+                sheets.paste([(c, e) for c, e, *_ in chunk],
+                             np.stack([cut(imgs[i], rf, r, q) for _, _, _, i, r, q in chunk]))  # (M, R, R, 3)
                 if proj is not None:
-                    for c, e, r, q, g in projections(model, layer, out_shapes[layer], chunk, imgs, args.batch):
-                        proj.paste(c, e, projection_image(g, rf, r, q))
+                    done = list(projections(model, layer, out_shapes[layer], chunk, imgs, args.batch))
+                    proj.paste([(c, e) for c, e, *_ in done], np.stack([projection_image(g, rf, r, q) for _, _, r, q, g in done]))
             sheets.save(out, n)
             if proj is not None:
                 proj.save(out, n)

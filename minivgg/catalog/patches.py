@@ -5,6 +5,7 @@ per channel.
 
     cut(img, rf, row, col)  -> (R, R, 3) uint8: the unit's receptive field, grey where it hung over the edge
     Sheets(layer, rf, C, K) -> where each (channel, entry) tile goes; ``paste`` and ``save`` fill and write
+    resize(patches, T)      -> (M, T, T, 3): a batch of patches to the sheets' tile size
 
 One sprite sheet holds ``PER_SHEET`` channels as blocks of K tiles (3x3 for K = 9), ``ACROSS`` blocks
 a row, so a layer of 512 channels is 8 JPEG files, not 4608: the page shows each sheet as one image
@@ -86,19 +87,20 @@ class Sheets:
     def sheets_of(self, channels):
         return sorted({c // PER_SHEET for c in channels})
 
-    def paste(self, c, e, patch):
-        """Put patch (R, R, 3) uint8 at its tile, resized to T x T (nearest when blown up, so pixels show)."""
-        n, x, y = self.where(c, e)
-        if n not in self._images:
-            self._images[n] = Image.new("RGB", self.size(n), (255, 255, 255))
-        img = Image.fromarray(patch)
-        if img.size != (self.T, self.T):
-            img = img.resize((self.T, self.T), Image.Resampling.NEAREST if patch.shape[0] < self.T else Image.Resampling.BILINEAR)
-        self._images[n].paste(img, (x, y))
+    def paste(self, where, patches):
+        """Put patches (M, R, R, 3) uint8 at their tiles, where = [(channel, entry)] * M, resized to T x T."""
+        tiles = resize(patches, self.T)  # (M, T, T, 3)
+        for (c, e), tile in zip(where, tiles):
+            n, x, y = self.where(c, e)
+            if n not in self._images:
+                w, h = self.size(n)
+                self._images[n] = np.full((h, w, 3), 255, np.uint8)  # (height, width, 3), white between blocks
+            self._images[n][y:y + self.T, x:x + self.T] = tile
 
     def save(self, out, n):
         """Write sheet n under ``out`` (a temporary file, then os.replace) and let it go."""
-        img = self._images.pop(n, None) or Image.new("RGB", self.size(n), (255, 255, 255))
+        w, h = self.size(n)
+        img = Image.fromarray(self._images.pop(n, None) if n in self._images else np.full((h, w, 3), 255, np.uint8))
         path = os.path.join(out, self.name(n))
         fd, tmp = tempfile.mkstemp(prefix=".sheet-", suffix=".jpg", dir=os.path.dirname(path))
         try:
@@ -109,3 +111,17 @@ class Sheets:
             if os.path.exists(tmp):
                 os.remove(tmp)
             raise
+
+
+def resize(patches, T):
+    """(M, R, R, 3) uint8 -> (M, T, T, 3) uint8. Blown up (R < T): nearest, so single pixels show as
+    squares, in NumPy for the whole batch; shrunk (R > T): Pillow's box filter (each output pixel the
+    mean of the input pixels its cell covers: no aliasing), one call a patch (~80 us; a NumPy box filter
+    over the batch was 15x slower)."""
+    R = patches.shape[1]
+    if R == T:
+        return patches
+    if R < T:
+        idx = (2 * np.arange(T) + 1) * R // (2 * T)  # (T,) the input pixel under each output pixel's centre
+        return patches[:, idx][:, :, idx]
+    return np.stack([np.asarray(Image.fromarray(p).resize((T, T), Image.Resampling.BOX)) for p in patches])
