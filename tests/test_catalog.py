@@ -222,6 +222,11 @@ def test_catalogue_page_in_chromium(chromium, weights_notop, images, tmp_path): 
     feats = root / "features_block1_conv2"  # a features.py run beside the catalogue: its images are shown
     feats.mkdir(parents=True)
     Image.new("RGB", (32, 32), (200, 30, 30)).save(feats / "block1_conv2_3.png")
+    from minivgg.visualize import report
+
+    (feats / "index.html").write_text(  # a sibling page (as features.py writes them): links both ways
+        f"<!doctype html><html><head>{report.page_meta('features')}<title>features</title></head>"
+        f"<body>{report.related_html(None)}</body></html>")
     rc, out, _ = catalog([images, "--weights", weights_notop, "--size", SIZE, "--layers", "block1_conv2,block2_pool",
                           "--projections", "--top", 2], root, "catalog")
     assert rc == 0
@@ -235,6 +240,8 @@ def test_catalogue_page_in_chromium(chromium, weights_notop, images, tmp_path): 
             assert backgrounds > 0
         chromium.assert_local_and_clean(out)
     assert "features-block1_conv2_3.png" in (out / "block1_conv2.html").read_text()
+    assert "../features_block1_conv2/index.html" in (out / "index.html").read_text()
+    assert "../catalog/index.html" in (feats / "index.html").read_text()
 
 
 def test_dask_example_on_a_local_cluster_equals_one_run(weights_notop, images, one_run, tmp_path):
