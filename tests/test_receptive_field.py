@@ -73,7 +73,7 @@ def check_layer(model, layer, x, tol, shrink=True):
     rf = model.receptive_field(layer)
     batch = []
     for i, j in units:
-        box = rf.box(i, j, shape=(H, W))
+        box = rf.box(i, j, shape=x.shape[:2])
         batch += [masked(x, box)] + [masked(x, b) for b in shrunk(box)]
     acts = model.activations(np.stack(batch), layers=[layer])[layer]  # (units * 5, H', W', C')
     scale = np.abs(ref).max()
@@ -102,6 +102,13 @@ def test_zeroing_outside_the_box_changes_nothing_and_inside_changes_something(cl
     model = cls(weights=None, include_top=False, method="im2col")
     for layer in layer_names:
         check_layer(model, layer, image, tol=1e-6)
+
+
+def test_square_input_too():
+    square = (np.random.default_rng(6).standard_normal((56, 56, 3)) * 60).astype(np.float32)
+    model = VGG16(weights=None, include_top=False, method="im2col")
+    for layer in ("block2_pool", "block4_conv1"):
+        check_layer(model, layer, square, tol=1e-6)
 
 
 # Winograd F(4x4, 3x3) transforms whole 6x6 input tiles, so zeroed neighbours of a window reach its
