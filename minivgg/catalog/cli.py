@@ -23,6 +23,7 @@ Errors: a file that is not a readable image is reported in one line and listed o
 others are done, exit 1; bad options, weights or an unwritable ``--out``: ``error: <why>``, exit 1.
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -42,7 +43,7 @@ from ..visualize.cli import MODELS, ImagesProgress, conv_weights, load_input, po
 from . import page as pages
 from .patches import PER_SHEET, Sheets, cut, projection_image
 from .scan import HIST_EDGES, STATE_FILE, State, load_state, merge_states
-from .stream import decoded
+from .stream import decoded, scan
 
 DEFAULT_OUT, DEFAULT_TOP, DEFAULT_BATCH, SAVE_EVERY = "catalog", 9, 8, 256
 CACHE = 512  # images kept in memory while the sheets are drawn (224x224: 150 kB each)
@@ -122,8 +123,6 @@ def key_of(model, layers, args, images, shard):
 
 
 def _digest(images):
-    import hashlib
-
     return hashlib.sha256("\n".join(images).encode()).hexdigest()[:16]
 
 
@@ -186,8 +185,6 @@ def run(args):
     def failed(index, why):
         progress.say(f"error: {why}")
         progress.step()
-
-    from .stream import scan
 
     try:
         interrupted = scan(model, state, lambda p: network_input(p, args.size), args.batch,
