@@ -1,6 +1,6 @@
 """``minivgg-catalog IMAGES...``: which parts of your images make each channel fire most.
 
-    minivgg-catalog photos/                                   # -> catalog/index.html, all 13 conv layers, top 9
+    minivgg-catalog photos/                                   # -> activations/catalog/index.html, 13 conv layers, top 9
     minivgg-catalog photos/ --layers block3_conv1,block5_conv3 --top 16 --json catalog.json --projections
     minivgg-catalog photos/ --shard 2/3 --out part2           # one of three shards (on another machine)
     minivgg-catalog --merge part1 part2 part3 --out catalog   # ... merged: the catalogue one run makes
@@ -45,7 +45,7 @@ from .patches import PER_SHEET, Sheets, cut, projection_image
 from .scan import HIST_EDGES, STATE_FILE, State, load_state, merge_states
 from .stream import decoded, scan
 
-DEFAULT_OUT, DEFAULT_TOP, DEFAULT_BATCH, SAVE_EVERY = "catalog", 9, 8, 256
+DEFAULT_OUT, DEFAULT_TOP, DEFAULT_BATCH, SAVE_EVERY = "activations/catalog", 9, 8, 256  # beside visualize/features pages
 CACHE = 512  # images kept in memory while the sheets are drawn (224x224: 150 kB each)
 
 
