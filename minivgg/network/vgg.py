@@ -35,6 +35,7 @@ from ..layers.pool import global_avg_pool, global_max_pool, max_pool2d
 from ..layers.winograd import winograd_kernel
 from ..layers.winograd_schedules import conv3x3_winograd
 from . import backprop
+from .receptive_field import receptive_field
 from .table import TITLES, TOP_SIZE, check_size, conv_base, input_size, layers, plan, random_params, table
 
 
@@ -221,6 +222,10 @@ class VGG:
             U = self._winograd[row.name] if row.name in self._winograd else winograd_kernel(kernel)  # (36, C, K)
             return conv3x3_winograd(x, U, bias, relu=relu, per_image=self.batch_invariant)
         return conv_methods.conv2d(x, kernel, bias, stride=1, pad=1, relu=relu, method=self.plan[row.name])
+
+    def receptive_field(self, layer):
+        """The input square one unit of ``layer`` sees: size, stride, padding, box(i, j) (``receptive_field.py``)."""
+        return receptive_field(self.layers, layer)
 
 
 class VGG16(VGG):
