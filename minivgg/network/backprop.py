@@ -13,11 +13,13 @@ C <-> K swapped kernel: ``conv.transpose_kernel``). Every layer's rule sits besi
 ``relu.relu_backward``, ``pool.max_pool2d_backward``, ``conv.conv2d_backward_input`` and
 ``conv.conv2d_backward_weights``, ``dense.dense_backward``, ``dense.softmax_backward``.
 
-The rows of a fine-tuned head (``vgg.py``) have one-line rules, written out in the loop:
+The rows of a fine-tuned head (``table.py``) have one-line rules (``_head_backward``,
+``_dense_activation_backward``):
 
     global_avg_pool:  dx[n, i, j, c] = dy[n, c] / (H * W)                 every position had weight 1/(H*W)
     global_max_pool:  dx[n, i, j, c] = dy[n, c] * [x = max] / #maxima     TensorFlow's reduce_max rule: ties share
     dropout:          dx = dy                                             identity at inference
+                      dx = dy * mask                                      training (the forward pass's mask)
     dense, sigmoid:   dz = dy * s * (1 - s)                                s = sigmoid(z), the layer's output
     dense, linear:    dz = dy
 
@@ -32,11 +34,14 @@ exactly those of ``model.activations(x)`` on the same x.
 
 What is kept between the passes: each layer's output up to the highest seed, nothing else (a ReLU
 mask is [output > 0], a pool's winners are found again from its input, which is the output of the
-layer below). At 224x224 that is 15.0 M floats per image, 60 MB, for the 18 conv and pool layers
-(the top adds 34 K floats), and outputs are dropped as the backward pass passes them. The
-backward kernels of the Winograd layers (``winograd_kernel(transpose_kernel(w))``, 224 MB for
-VGG16) are transformed on the first call and kept with the model, like the forward ones, unless the
-model was made with ``keep_transformed=False`` (then each is made when its layer runs, and dropped).
+layer below), and outputs are dropped as the backward pass passes them.
+
+Reading order of this file: ``gradients``, the chain rule as one loop over the rows in reverse; the
+seeds (``class_score``, ``channel_mean``); then the loop's steps as small functions in the order it
+calls them. ``naive.py`` holds the same pass with no fusion and no caching, in float64, as the
+reference the tests hold this one to. Two speed-ups that change no bit of the result (a ReLU's rule
+done inside the kernel of the layer above; the backward Winograd kernels kept with the model) sit at
+the bottom, under "Performance: skip on a first read".
 """
 import numpy as np
 
@@ -47,6 +52,85 @@ from ..layers.pool import max_pool2d_backward
 from ..layers.relu import RELU_RULES, relu_backward
 from ..layers.winograd import winograd_kernel
 from .table import shapes
+
+
+def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True,
+              dropout=None, start=None):
+    """dL/dx and dL/d(every layer's output) for L = sum over seeds of sum(dy * that layer's output).
+
+    Inputs:
+    - x: (H, W, 3) or (N, H, W, 3), preprocessed, as for ``model.forward``
+    - seeds: {layer name: dy}, dy shaped like that layer's output (N, ...), or a function of that
+      output returning dy; several seeds add up. The forward pass runs up to the highest seed.
+    - relu: "plain" (the true gradient), "guided" or "deconvnet" (``relu.RELU_RULES``), for every ReLU
+    - logits: take the last layer (``predictions``) before its softmax or sigmoid (its output and
+      seed are then the class scores)
+    - weights: also return "<layer>/kernel" and "<layer>/bias" (shaped as ``model.params``); True for
+      every weighted layer, or a set of layer names (training, ``train/step.py``): with ``input=False``
+      the pass then keeps no output below the lowest of them and stops at its weight gradient
+    - layers: keep only these layers' gradients (default: every layer at or below the highest seed)
+    - outputs: also return the forward outputs of the seeded layers
+    - input: False when dL/dx is not wanted: the backward pass then stops at the lowest layer in
+      ``layers`` (Grad-CAM needs dL/dA at one conv layer only, not the way down to the image)
+    - dropout: training mode: the masks object ``model.forward`` takes; the backward rule is then
+      dx = dy * mask, with the mask the forward pass drew
+    - start: x is the input of this layer (cached outputs of the rows below, ``model.forward``); the
+      pass runs from there
+    Returns:
+    - grads: dict, "input" -> (N, H, W, 3) float32, then layer name -> dL/d(its output), in layer
+      order, then the weight gradients; with ``outputs=True``, (grads, {seeded layer: its output})
+    Raises MinivggError for an unknown layer, a seed of the wrong shape or with NaN, an unknown rule.
+    """
+    x, rows, keep, seeds = _check_request(model, x, seeds, relu, layers, start)
+    first = 0 if start is None else [row.name for row in rows].index(start)  # the row the pass starts at
+    wanted = {row.name for row in rows} if weights is True else set(weights or ())  # weight gradients wanted
+    # Training (a set of layers, no dL/dx): the pass ends at the lowest trainable row's weight gradient,
+    # and no output below that row's input is kept.
+    last = min(i for i, row in enumerate(rows) if row.name in wanted) if wanted and weights is not True and not input else None
+    if last is not None and last < first:
+        raise MinivggError(f"no weight gradient below {start}: the pass starts there")
+    outs, seeds, seeded = _forward_keep(model, x, rows, seeds, logits, dropout, start, first,
+                                        first if last is None else last)  # outs[i]: row i's output
+    fused = _relus_fused(rows, keep, seeds)  # Performance: ReLU rules a kernel above applies (bottom of file)
+    stop = None if input or weights else _lowest(rows, keep)  # Grad-CAM: no need to go below this row
+
+    # Backward: the rows in reverse; g = dL/d(this row's output), handed down as dL/d(its input).
+    grads, wgrads, g = {}, {}, None
+    for i in reversed(range(first, len(rows))):
+        row, out = rows[i], outs[i]
+        a_in = outs[i - 1] if i > first else x  # this row's input
+        if row.name in seeds:  # L has the term sum(dy * out): dL/d(out) gains dy
+            g = seeds[row.name] if g is None else g + seeds[row.name]
+        if row.name in keep:
+            grads[row.name] = g
+        if i == stop:
+            break  # every gradient asked for is here, and dL/dx is not wanted
+        relu_below = relu if i - 1 in fused else None  # this row's kernel also applies the ReLU rule below
+        if row.kind == "conv":
+            if row.activation == "relu" and i not in fused:  # (if fused, the row above already did)
+                g = relu_backward(out, g, relu)  # dz = dy * [z > 0]
+            if row.name in wanted:
+                wgrads[row.name] = _conv_weight_grads(model, row, a_in, g)  # dw = im2col(a)^T dz, db = sum dz
+            if i == last:
+                break  # training: the lowest trainable row needs no dL/d(its input)
+            g = _conv_input_grad(model, row, g, a_in, relu_below)  # da = conv(dz, flipped w)
+        elif row.kind == "pool":
+            g = max_pool2d_backward(a_in, g, size=2, stride=2, relu_rule=relu_below)  # to each window's first max
+        elif row.kind == "dense":
+            scores = logits and i == len(model.layers) - 1  # taken before its softmax or sigmoid
+            g = _dense_activation_backward(row, out, g, relu, scores)  # dz
+            g, dw, db = dense_backward(a_in, model.params[row.name][0], g, need_weights=row.name in wanted)  # da = dz w^T
+            if row.name in wanted:
+                wgrads[row.name] = (dw, db)
+        else:
+            g = _head_backward(row, a_in, out, g, dropout)  # flatten, global pools, dropout
+        outs[i] = None  # no longer needed: free it as we go down
+        if i == last:
+            break  # training: nothing below the lowest trainable row
+    return _collect(rows, g if input else None, grads, wgrads, seeded if outputs else None)
+
+
+# ---- Seeds: the two common ones
 
 
 def class_score(model, x, classes):
@@ -85,6 +169,121 @@ def channel_mean(model, x, layer, channels):
     return {layer: dy}
 
 
+# ---- The steps of ``gradients``, in the order it calls them
+
+
+def _check_request(model, x, seeds, relu, layers, start=None):
+    """Validate a request; returns x (N, H, W, 3) float32, the rows up to the highest seed, the names
+    whose gradients to keep, and the seeds (arrays checked against their layer's shape; functions
+    are called on the activation in ``_forward_keep``; with ``start``, x is that row's input and
+    every seed is checked there)."""
+    if relu not in RELU_RULES:
+        raise MinivggError(f"unknown ReLU rule {relu!r}; choose one of {', '.join(RELU_RULES)}")
+    x = model._check_input(x) if start is None else np.ascontiguousarray(x, np.float32)  # (N, H, W, 3), or start's input
+    names = [row.name for row in model.layers]
+    if start is not None and start not in names:
+        raise MinivggError(f"this model has no layer {start!r} to start from")
+    if not isinstance(seeds, dict) or not seeds:
+        raise MinivggError("seeds must be a non-empty dict {layer name: dL/d(its output)}")
+    unknown = [name for name in seeds if name not in names]
+    if unknown:
+        raise MinivggError(f"this model has no layer {unknown[0]!r} to seed (layers: {names[0]} ... {names[-1]})")
+    top = max(names.index(name) for name in seeds)  # the forward pass stops here
+    below = names[: top + 1]
+    keep = set(below) if layers is None else set(layers)
+    if not keep <= set(below):
+        bad = sorted(keep - set(below))[0]
+        raise MinivggError(f"no gradient for {bad!r}: it is not a layer at or below the highest seed ({names[top]})")
+    shapes = _output_shapes(model, x) if start is None else {}  # from a cached input: checked on the outputs
+    seeds = {name: dy if callable(dy) or start is not None else _check_seed(name, dy, shapes[name])
+             for name, dy in seeds.items()}
+    return x, model.layers[: top + 1], keep, seeds
+
+
+def _forward_keep(model, x, rows, seeds, logits, dropout=None, start=None, first=0, lowest=0):
+    """The forward pass (the model's own loop) up to the last row, every output kept from row
+    ``lowest``'s input on (the rows below ``first`` are not run: x is row ``first``'s input).
+
+    Returns the outputs (a list, one per row, None where not kept), the seeds with every function
+    replaced by the array it returns for its layer's output, and {seeded layer: its output}."""
+    outs = [None] * first
+    for name, a in model.forward(x, logits=logits, dropout=dropout, start=start):
+        outs.append(a if len(outs) >= lowest - 1 else None)
+        if len(outs) == len(rows):
+            break
+    index = {row.name: i for i, row in enumerate(rows)}
+    seeded = {name: outs[index[name]] for name in seeds}
+    shapes = {name: a.shape for name, a in seeded.items()}
+    seeds = {name: _check_seed(name, dy(seeded[name]) if callable(dy) else dy, shapes[name])
+             for name, dy in seeds.items()}
+    return outs, seeds, seeded
+
+
+def _lowest(rows, keep):
+    """The index of the lowest row whose gradient is kept (the top row when none is)."""
+    return min((i for i, row in enumerate(rows) if row.name in keep), default=len(rows) - 1)
+
+
+def _conv_weight_grads(model, row, a_in, dz):
+    """dw = im2col(a)^T @ dz (KH, KW, C, K), db = dz summed over (N, H', W') (K,), both float32."""
+    if model.plan[row.name] == "naive":  # a model of naive convs takes its gradients from the twin too
+        _, dw, db = conv2d_backward_naive(a_in, model.params[row.name][0], dz, stride=1, pad=1)
+    else:
+        dw, db = conv2d_backward_weights(a_in, dz, 3, 3, stride=1, pad=1)
+    return dw.astype(np.float32), db.astype(np.float32)
+
+
+def _conv_input_grad(model, row, dz, a_in, relu_below=None):
+    """da = conv(dz, w_t) (N, H, W, C), w_t the flipped, C <-> K swapped kernel; with ``relu_below``
+    (a rule), the ReLU rule of the conv below applied too, its output being a_in (``_relus_fused``)."""
+    kernel = model.params[row.name][0]  # (3, 3, C, K)
+    method = _dx_method(model, row, kernel)
+    U_t = _kernel_dx(model, row, kernel) if method == "winograd" else None  # (36, K, C)
+    fuse = (a_in, relu_below) if relu_below is not None else None
+    return conv2d_backward_input(dz, kernel, pad=1, method=method, U_t=U_t, relu_below=fuse)  # (N, H, W, C)
+
+
+def _dense_activation_backward(row, out, dy, relu, scores=False):
+    """dz = dL/d(the dense layer's pre-activation), from dy = dL/d(its output) and its output;
+    ``scores``: its output was taken before its softmax or sigmoid (``logits=True``)."""
+    if row.activation == "relu":
+        return relu_backward(out, dy, relu)  # applied in the forward pass with or without logits
+    if scores:
+        return dy
+    if row.activation == "softmax":
+        return softmax_backward(out, dy)  # p * (dy - <dy, p>)
+    if row.activation == "sigmoid":
+        return dy * out * (1 - out)  # s' = s (1 - s), s the layer's output
+    return dy  # linear
+
+
+def _head_backward(row, a_in, out, dy, dropout=None):
+    """The one-line rules of the rows without weights after the conv base (see the top of the file)."""
+    if row.kind == "flatten":
+        return dy.reshape(a_in.shape)  # (N, D) -> (N, H, W, C): flatten's inverse
+    if row.kind == "global_avg_pool":
+        N, H, W, C = a_in.shape
+        return np.ascontiguousarray(np.broadcast_to(dy[:, None, None, :] / np.float32(H * W), a_in.shape))  # (N, C) -> (N, H, W, C)
+    if row.kind == "global_max_pool":
+        winners = a_in == out[:, None, None, :]  # (N, H, W, C): where each channel reached its max
+        share = dy / winners.sum(axis=(1, 2))  # (N, C): dy split evenly over tied maxima, as TensorFlow does
+        return (winners * share[:, None, None, :]).astype(np.float32)  # (N, H, W, C)
+    if row.kind == "dropout":
+        mask = None if dropout is None else dropout.mask(row.name, dy.shape)  # the one the forward pass drew
+        return dy if mask is None else dy * mask  # training: y = x * mask; at inference dL/d(input) = dL/d(output)
+    raise ValueError(f"unknown row kind {row.kind!r}")
+
+
+def _collect(rows, dx, grads, wgrads, seeded):
+    """The result: "input" (unless dx is None), the layers' gradients in layer order, the weights'."""
+    result = {} if dx is None else {"input": dx}
+    result.update((row.name, grads[row.name]) for row in rows if row.name in grads)
+    for row in rows:
+        if row.name in wgrads:
+            result[f"{row.name}/kernel"], result[f"{row.name}/bias"] = wgrads[row.name]
+    return result if seeded is None else (result, seeded)
+
+
 def _batch(x):
     return 1 if np.ndim(x) == 3 else np.shape(x)[0]
 
@@ -105,6 +304,25 @@ def _check_seed(name, dy, shape):
     return np.ascontiguousarray(dy, dtype=np.float32)
 
 
+# ---- Performance: skip on a first read
+#
+# Two things make the loop above faster without changing a bit of its result: fusing a ReLU's rule
+# into the kernel of the layer above it, and keeping the backward Winograd kernels with the model.
+
+
+def _relus_fused(rows, keep, seeds):
+    """The conv rows whose ReLU rule the backward kernel of the row above applies, in its own pass over
+    memory (``conv2d_backward_input(relu_below=...)``, ``max_pool2d_backward(relu_rule=...)``).
+
+    Row i's ReLU can go into the kernel of row i + 1 (a conv or a pool, whose input is that ReLU's
+    output) when nothing needs dL/d(row i's output) itself: it is not kept and not seeded. One pass over
+    memory fewer; bit for bit the same as ``relu_backward`` after the kernel.
+    """
+    return {i for i in range(len(rows) - 1)
+            if rows[i].kind == "conv" and rows[i].activation == "relu" and rows[i + 1].kind in ("conv", "pool")
+            and rows[i].name not in keep and rows[i].name not in seeds}
+
+
 def _dx_method(model, row, kernel):
     """How the backward conv of a layer is computed: the layer's forward method, except that the
     ``auto`` plan picks again for the backward conv, whose input has K channels (Winograd if K >= 64)."""
@@ -113,148 +331,13 @@ def _dx_method(model, row, kernel):
     return model.plan[row.name]
 
 
-def _fuse_relu_below(rows, i, keep, fixed):
-    """Whether row i's backward kernel also applies the ReLU rule of the conv row below it (its input
-    is that ReLU's output): when nothing needs dL/d(that row's output) itself (not kept, not seeded).
-    One pass over memory fewer; bit for bit the same as ``relu_backward`` after it."""
-    below = rows[i - 1] if i > 0 else None
-    return (below is not None and below.kind == "conv" and below.activation == "relu"
-            and below.name not in keep and below.name not in fixed)
-
-
-def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True,
-              dropout=None, start=None):
-    """dL/dx and dL/d(every layer's output) for L = sum over seeds of sum(dy * that layer's output).
-
-    Inputs:
-    - x: (H, W, 3) or (N, H, W, 3), preprocessed, as for ``model.forward``
-    - seeds: {layer name: dy}, dy shaped like that layer's output (N, ...), or a function of that
-      output returning dy; several seeds add up. The forward pass runs up to the highest seed.
-    - relu: "plain" (the true gradient), "guided" or "deconvnet" (``relu.RELU_RULES``), for every ReLU
-    - logits: take the last layer (``predictions``) before its softmax or sigmoid (its output and
-      seed are then the class scores)
-    - weights: also return "<layer>/kernel" and "<layer>/bias" (shaped as ``model.params``); True for
-      every weighted layer, or a set of layer names (training, ``train/step.py``): with ``input=False``
-      the pass then keeps no output below the lowest of them and stops at its weight gradient
-    - layers: keep only these layers' gradients (default: every layer at or below the highest seed)
-    - outputs: also return the forward outputs of the seeded layers
-    - input: False when dL/dx is not wanted: the backward pass then stops at the lowest layer in
-      ``layers`` (Grad-CAM needs dL/dA at one conv layer only, not the way down to the image)
-    - dropout: masks for a forward pass in training mode (``model.forward``); the backward rule is
-      then dx = dy * mask
-    - start: x is the input of this layer (cached base outputs, ``model.forward``); the pass runs from
-      there, and seeds must then be functions of their layer's output or match its shape
-    Returns:
-    - grads: dict, "input" -> (N, H, W, 3) float32, then layer name -> dL/d(its output), in layer
-      order, then the weight gradients; with ``outputs=True``, (grads, {seeded layer: its output})
-    Raises MinivggError for an unknown layer, a seed of the wrong shape or with NaN, an unknown rule.
-    """
-    if relu not in RELU_RULES:
-        raise MinivggError(f"unknown ReLU rule {relu!r}; choose one of {', '.join(RELU_RULES)}")
-    x = model._check_input(x) if start is None else np.ascontiguousarray(x, np.float32)  # (N, H, W, 3), or start's input
-    names = [row.name for row in model.layers]
-    if not isinstance(seeds, dict) or not seeds:
-        raise MinivggError("seeds must be a non-empty dict {layer name: dL/d(its output)}")
-    unknown = [name for name in seeds if name not in names]
-    if unknown:
-        raise MinivggError(f"this model has no layer {unknown[0]!r} to seed (layers: {names[0]} ... {names[-1]})")
-    top = max(names.index(name) for name in seeds)  # the forward pass stops here
-    rows = model.layers[: top + 1]
-    keep = set(names[: top + 1]) if layers is None else set(layers)
-    if not keep <= set(names[: top + 1]):
-        bad = sorted(keep - set(names[: top + 1]))[0]
-        raise MinivggError(f"no gradient for {bad!r}: it is not a layer at or below the highest seed ({names[top]})")
-    first = 0 if start is None else names.index(start)  # the row the pass starts at
-    shapes = _output_shapes(model, x) if start is None else {}  # from a cached input: checked on the outputs
-    fixed = {name: _check_seed(name, dy, shapes[name]) for name, dy in seeds.items() if not callable(dy) and shapes}
-    wanted = set(names) if weights is True else set(weights or ())  # the layers whose weight gradients are wanted
-    # Training (a set of layers, no dL/dx): nothing below the lowest trainable layer is kept or run backward.
-    lowest = min(names.index(n) for n in wanted) if wanted and not input and weights is not True else first
-    if lowest < first:
-        raise MinivggError(f"no weight gradient for layers below {start}: the pass starts there")
-
-    # Forward: the model's own loop, every output kept (from the input of the lowest trainable layer on).
-    outs = [None] * first
-    for i, (name, a) in enumerate(model.forward(x, logits=logits, dropout=dropout, start=start), start=first):
-        outs.append(a if i >= lowest - 1 else None)
-        if i == top:
-            break
-    seeded = {name: outs[names.index(name)] for name in seeds}
-    for name, f in seeds.items():
-        if callable(f) or not shapes:
-            fixed[name] = _check_seed(name, f(seeded[name]) if callable(f) else f, seeded[name].shape)
-
-    # Backward: the rows in reverse; g = dL/d(this row's output).
-    grads, wgrads, g = {}, {}, None
-    for i in range(top, lowest - 1, -1):
-        row, out = rows[i], outs[i]
-        a_in = outs[i - 1] if i > first else x  # this row's input
-        if row.name in fixed:
-            g = fixed[row.name] if g is None else g + fixed[row.name]
-        if g is None:  # nothing seeded at or above this row yet
-            continue
-        if row.name in keep:
-            grads[row.name] = g
-            if not input and not weights and keep <= grads.keys():
-                break  # every gradient asked for is here, and dL/dx is not wanted
-        if row.kind == "conv":
-            kernel, _ = model.params[row.name]
-            # dL/dz, z the pre-activation, unless the conv or pool row above already applied this rule
-            fused_above = (i < top and rows[i + 1].kind in ("conv", "pool")
-                           and _fuse_relu_below(rows, i + 1, keep, fixed))
-            if row.activation == "relu" and not fused_above:
-                g = relu_backward(out, g, relu)
-            if row.name in wanted:
-                if model.plan[row.name] == "naive":
-                    _, dw, db = conv2d_backward_naive(a_in, kernel, g, stride=1, pad=1)
-                else:
-                    dw, db = conv2d_backward_weights(a_in, g, 3, 3, stride=1, pad=1)
-                wgrads[row.name] = (dw.astype(np.float32), db.astype(np.float32))
-                if i == lowest and not input:
-                    break  # training: the lowest trainable layer needs no dL/d(its input)
-            method = _dx_method(model, row, kernel)
-            U_t = model._winograd_dx.get(row.name)
-            if method == "winograd" and U_t is None:
-                U_t = winograd_kernel(transpose_kernel(kernel))  # (36, K, C)
-                if model.keep_transformed:  # kept for the next call, as the forward kernels are
-                    model._winograd_dx[row.name] = U_t
-            relu_below = (a_in, relu) if _fuse_relu_below(rows, i, keep, fixed) else None
-            g = conv2d_backward_input(g, kernel, pad=1, method=method, U_t=U_t, relu_below=relu_below)  # (N, H, W, C)
-            del U_t
-        elif row.kind == "pool":
-            fuse = _fuse_relu_below(rows, i, keep, fixed)
-            g = max_pool2d_backward(a_in, g, size=2, stride=2, relu_rule=relu if fuse else None)
-        elif row.kind == "flatten":
-            g = g.reshape(a_in.shape)  # (N, D) -> (N, H, W, C): flatten's inverse
-        elif row.kind == "global_avg_pool":
-            N, H, W, C = a_in.shape
-            g = np.ascontiguousarray(np.broadcast_to(g[:, None, None, :] / np.float32(H * W), a_in.shape))  # (N, C) -> (N, H, W, C)
-        elif row.kind == "global_max_pool":
-            winners = a_in == out[:, None, None, :]  # (N, H, W, C): where each channel reached its max
-            share = g / winners.sum(axis=(1, 2))  # (N, C): dy split evenly over tied maxima, as TensorFlow does
-            g = (winners * share[:, None, None, :]).astype(np.float32)  # (N, H, W, C)
-        elif row.kind == "dropout":
-            mask = None if dropout is None else dropout.mask(row.name, g.shape)  # the one the forward pass drew
-            if mask is not None:
-                g = g * mask  # training mode: y = x * mask, so dx = dy * mask
-            # else identity at inference: dL/d(input) = dL/d(output)
-        else:  # dense
-            kernel, _ = model.params[row.name]
-            if logits and i == len(names) - 1:
-                pass  # the last layer's scores were taken before its softmax or sigmoid
-            elif row.activation == "softmax":
-                g = softmax_backward(out, g)
-            elif row.activation == "sigmoid":
-                g = g * out * (1 - out)  # s' = s (1 - s), s the layer's output
-            elif row.activation == "relu":
-                g = relu_backward(out, g, relu)
-            g, dw, db = dense_backward(a_in, kernel, g, need_weights=row.name in wanted)
-            if row.name in wanted:
-                wgrads[row.name] = (dw, db)
-        outs[i] = None  # no longer needed: free it as we go down
-    result = {"input": g} if input else {}
-    result.update((name, grads[name]) for name in names[: top + 1] if name in grads)
-    for name in names:
-        if name in wgrads:
-            result[f"{name}/kernel"], result[f"{name}/bias"] = wgrads[name]
-    return (result, seeded) if outputs else result
+def _kernel_dx(model, row, kernel):
+    """The Winograd transform of the backward kernel, U_t = winograd_kernel(transpose_kernel(w)),
+    (36, K, C): made on first use and kept with the model (``model._winograd_dx``), as the forward
+    ones are, unless the model was made with ``keep_transformed=False``."""
+    U_t = model._winograd_dx.get(row.name)
+    if U_t is None:
+        U_t = winograd_kernel(transpose_kernel(kernel))  # (36, K, C)
+        if model.keep_transformed:  # kept for the next call
+            model._winograd_dx[row.name] = U_t
+    return U_t

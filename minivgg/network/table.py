@@ -1,5 +1,6 @@
 """VGG (Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image Recognition",
-2014) as a table built from its configuration, and one loop that runs the table.
+2014) as a table built from its configuration: architecture as data. ``vgg.py`` runs the table in one
+loop; this file only describes it (names, kinds, shapes, parameters).
 
 Legend: N batch, H, W height and width, C channels, D features, U units.
 
@@ -19,7 +20,7 @@ The paper's Table 1 describes each network by its sequence of 3x3 conv widths an
     -> flatten (N, 25088) -> fc1 (N, 4096) -> fc2 (N, 4096) -> predictions (N, 1000)
 
 A fine-tuned network keeps the conv base and replaces the top by its own head, read from the saved
-Keras config (``keras_files.py``): the row kinds below cover the heads people build.
+Keras config (``files/keras_model.py``): the row kinds below cover the heads people build.
 
     kind              Keras layer               computes                          (N, ...) -> (N, ...)
     conv              Conv2D 3x3 same + ReLU    conv.conv2d / winograd            (H, W, C) -> (H, W, K)
@@ -29,6 +30,9 @@ Keras config (``keras_files.py``): the row kinds below cover the heads people bu
     global_max_pool   GlobalMaxPooling2D        pool.global_max_pool              (H, W, C) -> (C,)
     dense             Dense + activation        dense.dense (+ softmax, sigmoid)  (D,) -> (U,)
     dropout           Dropout                   nothing: identity at inference    same
+
+``plan()``, which conv method (im2col or Winograd) computes each layer, is a question of speed alone:
+it sits at the bottom, under "Performance: skip on a first read".
 """
 from typing import NamedTuple
 
@@ -162,35 +166,6 @@ def summary(include_top=True, height=TOP_SIZE, width=TOP_SIZE, plan=None, arch="
     return table(rows, height, width, plan)
 
 
-def plan(method="auto", rows=None):
-    """How each conv layer is computed: conv layer name -> one of ``conv.METHODS``.
-
-    ``method`` names one method for every layer, or ``"auto"`` for the default per-layer choice.
-    ``rows``: a table (VGG16's by default).
-    """
-    if method != "auto" and method not in conv_methods.METHODS:
-        raise MinivggError(f"unknown conv method {method!r}; choose 'auto' or one of {conv_methods.METHODS}")
-    # "auto": Winograd where it was measured faster, im2col elsewhere. Per-layer medians (ms),
-    # both methods interleaved in one process, 224x224 input, on the 2-core Xeon we develop on:
-    #   layer          map       C    K   batch 1: im2col winograd   batch 8: im2col winograd
-    #   block1_conv1   224x224     3   64             2.75     3.96             42.9     47.2
-    #   block1_conv2   224x224    64   64            38.60    13.81            315.7    103.9
-    #   block2_conv2   112x112   128  128            19.35     7.26            191.0     66.3
-    #   block3_conv2    56x56    256  256            12.56     5.31            129.5     46.1
-    #   block4_conv2    28x28    512  512            11.49     6.06             99.1     39.9
-    #   block5_conv2    14x14    512  512             3.38     3.37             22.5     13.3
-    # With C = 3, the 36 GEMMs have 3-term sums and the transforms cost more than they save.
-    # On 14x14 maps (16 tiles per image) the two tie at batch 1 and Winograd wins from batch 8.
-    # Rule: Winograd when C >= 64, that is every layer but block1_conv1.
-    rows = conv_base("vgg16") if rows is None else rows
-    chosen = {}
-    for row, _, params in shapes([r for r in rows if r.kind in ("conv", "pool")], TOP_SIZE, TOP_SIZE):
-        if row.kind == "conv":
-            c = params[0][2]  # C of the (3, 3, C, K) kernel
-            chosen[row.name] = method if method != "auto" else ("winograd" if c >= 64 else "im2col")
-    return chosen
-
-
 def random_params(rows, seed=0):
     """Random weights for study and benchmarks: He-normal kernels (std sqrt(2 / fan_in), He et al.
     2015, suited to ReLU networks: activations keep their scale through the conv layers) and zero biases."""
@@ -202,3 +177,30 @@ def random_params(rows, seed=0):
         kernel = (rng.standard_normal(kshape, dtype=np.float32) * np.sqrt(2.0 / fan_in)).astype(np.float32)
         params[row.name] = (kernel, np.zeros(bshape, np.float32))
     return params
+
+
+# ---- Performance: skip on a first read
+#
+# Every conv method computes the same convolution (up to float32 rounding); which one runs where is a
+# question of speed alone, decided here once per model.
+
+
+def plan(method="auto", rows=None):
+    """How each conv layer is computed: conv layer name -> one of ``conv.METHODS``.
+
+    ``method`` names one method for every layer, or ``"auto"`` for the default per-layer choice:
+    Winograd where it was measured faster, im2col elsewhere. Winograd replaces each 3x3 window sum by
+    36 matrix products over the C input channels, plus transforms in and out; with C = 3 (the first
+    layer) those products are 3-term sums and the transforms cost more than they save. So the rule is
+    Winograd when C >= 64, that is every layer but block1_conv1 (the per-layer timings behind it are in
+    docs/performance.md). ``rows``: a table (VGG16's by default).
+    """
+    if method != "auto" and method not in conv_methods.METHODS:
+        raise MinivggError(f"unknown conv method {method!r}; choose 'auto' or one of {conv_methods.METHODS}")
+    rows = conv_base("vgg16") if rows is None else rows
+    chosen = {}
+    for row, _, params in shapes([r for r in rows if r.kind in ("conv", "pool")], TOP_SIZE, TOP_SIZE):
+        if row.kind == "conv":
+            c = params[0][2]  # C of the (3, 3, C, K) kernel
+            chosen[row.name] = method if method != "auto" else ("winograd" if c >= 64 else "im2col")
+    return chosen

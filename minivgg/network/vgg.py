@@ -2,14 +2,24 @@
 
 Legend: N batch, H, W height and width, C channels, D features, U units.
 
+The forward pass is the table walked top to bottom, each row's layer applied to the last output:
+
+    a_0 = x;   a_l = layer_l(a_{l-1})     conv: relu(conv(a, w) + b);  pool: 2x2 max;  flatten;  dense ...
+
 ``VGG16(weights="imagenet")`` reads the published Keras file (``files/``), keeps its rows and weights,
-and ``forward(x)`` walks the rows top to bottom, yielding ``(layer name, activation)``: every tool
-(the pages, the attribution maps, feature visualisation, the tests) uses that one loop. The backward
-pass (``backprop.py``) walks the same rows in reverse; ``model.gradients`` calls it.
+and ``forward(x)`` walks the rows, yielding ``(layer name, activation)``: every tool (the pages, the
+attribution maps, feature visualisation, the tests) uses that one loop. The backward pass
+(``backprop.py``) walks the same rows in reverse; ``model.gradients`` calls it. ``naive.py`` holds
+both passes written with the layers' naive kernels, the reference the tests hold these to.
 
     (N, 224, 224, 3) -> block1 -> (N, 112, 112, 64) -> block2 -> (N, 56, 56, 128) -> block3
     -> (N, 28, 28, 256) -> block4 -> (N, 14, 14, 512) -> block5 -> (N, 7, 7, 512)
     -> flatten (N, 25088) -> fc1 (N, 4096) -> fc2 (N, 4096) -> predictions (N, 1000)
+
+Reading order of this file: the class and its constructor, ``forward`` (the loop), the methods that
+run it (``__call__``, ``activations``, ``gradients``, ``summary``), then input checking and
+``with_params``; how each conv layer is computed (im2col or Winograd, ``self.plan``) and the Winograd
+kernels kept between calls sit at the bottom, under "Performance: skip on a first read".
 """
 import copy
 
@@ -26,6 +36,7 @@ from ..layers.pool import global_avg_pool, global_max_pool, max_pool2d
 from ..layers.winograd import winograd_kernel
 from ..layers.winograd_schedules import conv3x3_winograd
 from . import backprop
+from .receptive_field import receptive_field
 from .table import TITLES, TOP_SIZE, check_size, conv_base, input_size, layers, plan, random_params, table
 
 
@@ -40,9 +51,9 @@ class VGG:
     - ``method``: how conv layers are computed, one of ``conv.METHODS`` for all of them, or
       ``"auto"`` for the default per-layer choice. ``model.plan`` shows the choice.
     - ``keep_transformed``: keep every Winograd layer's transformed kernel (36, C, K) from load on
-      (True, the default: ~235 MB for VGG16, 4x its conv kernels), or transform each kernel as its
-      layer runs and drop it after (False: the same work for one pass, ~5 ms a layer more per later
-      pass). ``minivgg-visualize`` uses False.
+      (True, the default: 4x the memory of its conv kernels), or transform each kernel as its layer
+      runs and drop it after (False: the same work for one pass, a little more for each later pass).
+      ``minivgg-visualize`` uses False.
     - ``batch_invariant``: each image of a batch gives, bit for bit, the activations it gives alone
       (``conv3x3_winograd(per_image=True)``; False, the default, lets a batch share its Winograd
       GEMMs, which is faster). ``minivgg-visualize`` uses True: its many-image runs write the bytes
@@ -69,49 +80,10 @@ class VGG:
         self.include_top = bool(self.top)
         # self.input_size: the (H, W) a flatten head needs, None when any size >= MIN_SIZE works
         self.method = method
+        self.plan = plan(method, self.layers)  # conv layer name -> "im2col" or "winograd" (table.py)
         self.keep_transformed = keep_transformed
         self.batch_invariant = batch_invariant
-        self.plan = plan(method, self.layers)
-        # Winograd layers: the kernel transform U = G g G^T, done once here rather than on every call,
-        # unless told not to keep them (then ``forward`` transforms each kernel as its layer runs).
-        winograd = [name for name, m in self.plan.items() if m == "winograd"] if keep_transformed else []
-        self._winograd = {name: winograd_kernel(self.params[name][0]) for name in winograd}  # (36, C, K) each
-        self._winograd_dx = {}  # the same for the backward pass's flipped kernels, made on first use if kept (backprop.py)
-
-    def with_params(self, params):
-        """A copy of this model with some layers' weights replaced: params = {layer name: (kernel, bias)}.
-
-        Shapes must match ``self.params``. The other layers share their arrays (and their Winograd
-        transforms) with this model, so a copy costs only the layers replaced. The sanity checks
-        (``explain/sanity.py``) use it to redraw layers from the top down.
-        """
-        for name, (kernel, bias) in params.items():
-            if name not in self.params:
-                raise MinivggError(f"this model has no weights named {name!r}")
-            want = tuple(a.shape for a in self.params[name])
-            if (np.shape(kernel), np.shape(bias)) != want:
-                raise MinivggError(f"{name} takes weights of shapes {want}, got {(np.shape(kernel), np.shape(bias))}")
-        new = copy.copy(self)
-        new.params = dict(self.params)
-        new._winograd, new._winograd_dx = dict(self._winograd), dict(self._winograd_dx)
-        for name, (kernel, bias) in params.items():
-            new.params[name] = (np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(bias, np.float32))
-            new._winograd_dx.pop(name, None)
-            if name in new._winograd:
-                new._winograd[name] = winograd_kernel(new.params[name][0])  # (36, C, K)
-        return new
-
-    def _check_input(self, x):
-        x = np.asarray(x)
-        if x.ndim == 3:
-            x = x[None]  # (H, W, 3) -> (1, H, W, 3)
-        if x.ndim != 4 or x.shape[3] != 3:
-            raise MinivggError(f"{self.title} takes images of shape (H, W, 3) or (N, H, W, 3), got {x.shape}")
-        if not np.issubdtype(x.dtype, np.number):
-            raise MinivggError(f"{self.title} takes numeric images, got dtype {x.dtype}")
-        N, H, W, _ = x.shape
-        check_size(H, W, self.title, self.input_size)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        self._keep_winograd_kernels()  # Performance, at the bottom
 
     def forward(self, x, logits=False, dropout=None, start=None):
         """The forward pass, one layer at a time: yields (layer name, activation).
@@ -139,17 +111,9 @@ class VGG:
             x = np.ascontiguousarray(x, dtype=np.float32)
         for row in rows:
             if row.kind == "conv":
-                kernel, bias = self.params[row.name]
-                if self.plan[row.name] == "winograd":  # the kernel transformed at load, or now and dropped after
-                    U = self._winograd[row.name] if row.name in self._winograd else winograd_kernel(kernel)
-                    x = conv3x3_winograd(x, U, bias, relu=row.activation == "relu", per_image=self.batch_invariant)
-                    del U  # not kept: freed before the next layer transforms its own
-                else:
-                    x = conv_methods.conv2d(
-                        x, kernel, bias, stride=1, pad=1, relu=row.activation == "relu", method=self.plan[row.name]
-                    )
+                x = self._conv(row, x)  # relu(conv(x, w) + b): (N, H, W, C) -> (N, H, W, K)
             elif row.kind == "pool":
-                x = max_pool2d(x, size=2, stride=2)
+                x = max_pool2d(x, size=2, stride=2)  # (N, H, W, C) -> (N, H/2, W/2, C)
             elif row.kind == "flatten":
                 x = x.reshape(x.shape[0], -1)  # (N, H, W, C) -> (N, H*W*C), in (H, W, C) order
             elif row.kind == "global_avg_pool":
@@ -158,7 +122,7 @@ class VGG:
                 x = global_max_pool(x)  # (N, H, W, C) -> (N, C)
             elif row.kind == "dense":
                 kernel, bias = self.params[row.name]
-                x = dense(x, kernel, bias, relu=row.activation == "relu")
+                x = dense(x, kernel, bias, relu=row.activation == "relu")  # (N, D) @ (D, U) + b -> (N, U)
                 if logits and row.name == last:
                     pass  # the scores before the softmax or sigmoid
                 elif row.activation == "softmax":
@@ -169,6 +133,13 @@ class VGG:
                 mask = dropout.mask(row.name, x.shape)  # (N, D), or None
                 x = x if mask is None else x * mask  # training mode; at inference the row yields its input
             yield row.name, x
+
+    def __call__(self, x):
+        """The last layer's output: (N, classes) scores with a top or head, else block5_pool."""
+        with shared_gemms():  # one BLAS switch for the pass (jit.py)
+            for _, a in self.forward(x):
+                pass
+        return a
 
     def activations(self, x, layers=None):
         """A dict, in layer order: layer name -> activation (see ``forward``).
@@ -187,13 +158,6 @@ class VGG:
                     if wanted is not None and len(out) == len(wanted):
                         break
         return out
-
-    def __call__(self, x):
-        """The last layer's output: (N, classes) scores with a top or head, else block5_pool."""
-        with shared_gemms():  # one BLAS switch for the pass (jit.py)
-            for _, a in self.forward(x):
-                pass
-        return a
 
     def gradients(self, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True):
         """The backward pass: dL/dx and dL/d(each layer's output), see ``backprop.gradients``.
@@ -218,6 +182,69 @@ class VGG:
         check_size(h, w, self.title, self.input_size)
         return table(self.layers, h, w, self.plan)
 
+    def _check_input(self, x):
+        """x as (N, H, W, 3) float32, C-contiguous; a MinivggError for anything else or a size the table refuses."""
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[None]  # (H, W, 3) -> (1, H, W, 3)
+        if x.ndim != 4 or x.shape[3] != 3:
+            raise MinivggError(f"{self.title} takes images of shape (H, W, 3) or (N, H, W, 3), got {x.shape}")
+        if not np.issubdtype(x.dtype, np.number):
+            raise MinivggError(f"{self.title} takes numeric images, got dtype {x.dtype}")
+        N, H, W, _ = x.shape
+        check_size(H, W, self.title, self.input_size)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def with_params(self, params):
+        """A copy of this model with some layers' weights replaced: params = {layer name: (kernel, bias)}.
+
+        Shapes must match ``self.params``. The other layers share their arrays (and their Winograd
+        transforms) with this model, so a copy costs only the layers replaced. The sanity checks
+        (``explain/sanity.py``) use it to redraw layers from the top down.
+        """
+        for name, (kernel, bias) in params.items():
+            if name not in self.params:
+                raise MinivggError(f"this model has no weights named {name!r}")
+            want = tuple(a.shape for a in self.params[name])
+            if (np.shape(kernel), np.shape(bias)) != want:
+                raise MinivggError(f"{name} takes weights of shapes {want}, got {(np.shape(kernel), np.shape(bias))}")
+        new = copy.copy(self)
+        new.params = dict(self.params)
+        new._winograd, new._winograd_dx = dict(self._winograd), dict(self._winograd_dx)
+        for name, (kernel, bias) in params.items():
+            new.params[name] = (np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(bias, np.float32))
+            new._winograd_dx.pop(name, None)
+            if name in new._winograd:
+                new._winograd[name] = winograd_kernel(new.params[name][0])  # (36, C, K)
+        return new
+
+    # ---- Performance: skip on a first read
+    #
+    # A conv layer is computed by the method ``self.plan`` names for it (``table.plan``: Winograd where
+    # it was measured faster, im2col elsewhere); all give the same convolution up to float32 rounding.
+    # Winograd first transforms the kernel, U = G g G^T (36, C, K); that is done once per layer at load
+    # and kept (``keep_transformed``), rather than on every call.
+
+    def _keep_winograd_kernels(self):
+        """Transform every Winograd layer's kernel now and keep it, unless told not to (then ``_conv``
+        transforms each kernel as its layer runs). The backward pass keeps its own, made on first use."""
+        winograd = [name for name, m in self.plan.items() if m == "winograd"] if self.keep_transformed else []
+        self._winograd = {name: winograd_kernel(self.params[name][0]) for name in winograd}  # (36, C, K) each
+        self._winograd_dx = {}  # the backward pass's flipped kernels, made on first use if kept (backprop.py)
+
+    def _conv(self, row, x):
+        """relu(conv(x, w) + b) for conv row ``row`` by its planned method: x (N, H, W, C) -> (N, H, W, K)."""
+        kernel, bias = self.params[row.name]
+        relu = row.activation == "relu"
+        if self.plan[row.name] == "winograd":  # the kernel transformed at load, or now and dropped after
+            U = self._winograd[row.name] if row.name in self._winograd else winograd_kernel(kernel)  # (36, C, K)
+            return conv3x3_winograd(x, U, bias, relu=relu, per_image=self.batch_invariant)
+        return conv_methods.conv2d(x, kernel, bias, stride=1, pad=1, relu=relu, method=self.plan[row.name])
+
+    def receptive_field(self, layer):
+        """The input square one unit of ``layer`` sees: size, stride, padding, box(i, j) (``receptive_field.py``)."""
+        return receptive_field(self.layers, layer)
+
 
 class VGG16(VGG):
     """VGG16 (configuration D). A VGG19 file is refused with a pointer to ``VGG19`` (or ``VGG``)."""
@@ -229,4 +256,3 @@ class VGG19(VGG):
     """VGG19 (configuration E): four convs in blocks 3, 4 and 5. A VGG16 file is refused likewise."""
 
     ARCH = "vgg19"
-

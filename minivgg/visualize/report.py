@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from ..network.receptive_field import receptive_fields as fields_of
 from ..network.table import TITLES, layers
 from .grids import CMAPS
 
@@ -41,21 +42,9 @@ WHAT = {  # what a learner is looking at, per block (its conv layers) and for th
 
 
 def receptive_fields(arch="vgg16"):
-    """layer name -> how many input pixels (a side) one activation of that layer depends on.
-
-    A 3x3 conv widens the field by 2 steps of the current stride, a 2x2 pool by 1 and doubles the
-    stride (e.g. block1_conv1 3, block1_pool 6, block5_pool 212 in VGG16, 268 in VGG19).
-    """
-    field, stride, out = 1, 1, {}
-    for row in layers(arch, include_top=False):
-        if row.kind == "conv":
-            field += 2 * stride
-        elif row.kind == "pool":
-            field, stride = field + stride, stride * 2
-        else:
-            break
-        out[row.name] = field
-    return out
+    """layer name -> how many input pixels (a side) one activation of that layer depends on
+    (``network/receptive_field.py``: e.g. block1_conv1 3, block1_pool 6, block5_pool 212 in VGG16, 268 in VGG19)."""
+    return {name: rf.size for name, rf in fields_of(layers(arch, include_top=False)).items()}
 
 
 def caption(name, arch="vgg16"):
