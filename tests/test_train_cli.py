@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from minivgg import VGG
-from minivgg.train import SGD, step, with_head
+from minivgg.train import SGD, step, trainable_from, with_head
 from minivgg.train.cli import main
 from minivgg.train.data import preprocess
 from train_data import make_dataset
@@ -65,20 +65,22 @@ def test_model_keras_predicts_in_keras_what_minivgg_predicts(tf, trained, datase
     assert np.abs(p - q).max() <= 1e-4
 
 
-def test_a_step_on_cached_base_outputs_is_the_step_on_images():
+@pytest.mark.parametrize("lowest, below", [("dense", "flatten"), ("block5_conv2", "block5_conv1")])
+def test_a_step_on_cached_base_outputs_is_the_step_on_images(lowest, below):
     base = VGG(weights=None, include_top=False)
     rng = np.random.default_rng(3)
-    images = rng.integers(0, 256, (4, 32, 40, 3)).astype(np.uint8)  # (N, P, P', 3): H != W
+    images = rng.integers(0, 256, (4, 32, 40, 3)).astype(np.uint8)  # (N, H, W, 3): H != W
     y = np.array([0, 1, 1, 0])
     a = with_head(base, 2, hidden=(8,), size=(32, 40))
     b = with_head(base, 2, hidden=(8,), size=(32, 40))
+    names = trainable_from(a, lowest)
     x = preprocess(images)
-    feats = a.activations(x, layers=["flatten"])["flatten"]  # the input of "dense", the lowest trainable layer
-    la = step(a, x, y, SGD(0.1), seed=4)
-    lb = step(b, feats, y, SGD(0.1), seed=4, start="dense")
+    feats = a.activations(x, layers=[below])[below]  # the input of the lowest trainable layer, as fit caches it
+    la = step(a, x, y, SGD(0.1), names, seed=4)
+    lb = step(b, feats, y, SGD(0.1), names, seed=4, start=lowest)
     assert la == lb
-    for name in ("dense", "dense_1"):
-        assert all(np.array_equal(u, v) for u, v in zip(a.params[name], b.params[name]))
+    for name in names:
+        assert all(np.array_equal(u, v) for u, v in zip(a.params[name], b.params[name])), name
 
 
 @pytest.mark.parametrize("case, match", [
@@ -157,3 +159,17 @@ def test_the_page_links_the_pages_of_other_scripts_under_out(trained):
     (trained / "other").mkdir(exist_ok=True)
     (trained / "other" / "index.html").write_text("<html><title>not ours</title></html>")
     assert _children(trained) == [("maps/index.html", "maps of x")]
+
+
+def test_without_augmentation_block5_trains_on_cached_inputs(dataset, tmp_path, monkeypatch):
+    from minivgg.train import loop
+
+    cached = []
+    real = loop.base_outputs
+    monkeypatch.setattr(loop, "base_outputs", lambda *a, **k: cached.append(a[3]) or real(*a, **k))
+    out = tmp_path / "b5"
+    assert main([str(dataset), "--epochs", "2", "--no-augment", "--train-from", "block5_conv3", "--out", str(out)]
+                + FAST) == 0
+    assert cached == ["block5_conv3", "block5_conv3"]  # validation and training inputs of the lowest trainable layer
+    assert VGG(weights=out / "model.keras").layers[-1].name == "dense"
+    assert len(json.loads((out / "history.json").read_text())["epochs"]) == 2

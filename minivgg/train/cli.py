@@ -29,11 +29,9 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import MinivggError, error_line
 from ..network.table import ARCHS, MIN_SIZE
-from ..network.vgg import VGG, VGG16, VGG19
+from ..network.vgg import VGG16, VGG19
 from ..visualize.cli import conv_weights
 from . import data, page
 from .head import HEADS, lsuv, with_head
