@@ -34,7 +34,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..layers.conv import conv2d_backward_input, conv2d_backward_weights, conv2d_im2col, conv2d_naive, transpose_kernel
+from ..layers.conv import (conv2d_backward_input, conv2d_backward_weights, conv2d_direct, conv2d_im2col, conv2d_naive,
+                           transpose_kernel)
 from ..errors import MinivggError
 from ..network.table import layers, shapes
 
@@ -348,6 +349,7 @@ CONV_METHODS = {
     "naive": lambda: Method(run=lambda x, p: conv2d_naive(x, p[0], p[1], stride=1, pad=1, relu=True)),
     "im2col": lambda: Method(run=lambda x, p: conv2d_im2col(x, p[0], p[1], stride=1, pad=1, relu=True)),
     "winograd": _winograd,
+    "direct": lambda: Method(run=lambda x, p: conv2d_direct(x, p[0], p[1], stride=1, pad=1, relu=True)),
 }
 
 
