@@ -27,7 +27,8 @@ optimised linear-algebra library behind ``np.matmul``.)
 
 ``DEFAULT`` (im2col) names the method ``conv2d`` uses when none is given: the one that handles any
 kernel, stride and padding. The VGG16 model has its own default, ``"auto"``, which picks a method
-per layer (``network/table.py``, ``plan``): Winograd wherever C >= 64, direct for the first layer.
+per layer (``network/table.py``, ``plan``): Winograd wherever C >= 64, im2col for the first layer
+(where "direct" measured as fast as im2col, not faster: ``plan`` gives the figures).
 
 Backward. Given dy = dL/dout (N, H', W', K), the chain rule through the formula above gives
 

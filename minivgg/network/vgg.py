@@ -78,7 +78,7 @@ class VGG:
         self.include_top = bool(self.top)
         # self.input_size: the (H, W) a flatten head needs, None when any size >= MIN_SIZE works
         self.method = method
-        self.plan = plan(method, self.layers)  # conv layer name -> "direct", "im2col" or "winograd" (table.py)
+        self.plan = plan(method, self.layers)  # conv layer name -> "im2col" or "winograd" (table.py)
         self.keep_transformed = keep_transformed
         self.batch_invariant = batch_invariant
         self._keep_winograd_kernels()  # Performance, at the bottom
