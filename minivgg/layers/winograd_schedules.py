@@ -102,9 +102,10 @@ def _cache_blocked(C, K):
     ``ONE_THREAD_CK``. ``shared_gemms`` does not switch on with one thread (there is nothing to share),
     yet one thread gains from blocks that stay in its cache too: without the second case it fell back
     to the big blocks, V and M going out to memory and back between the three steps. Measured at one
-    thread, 224, batch 1, side by side, big blocks / per thread: 1.22-1.25x on 64 -> 64, 1.12-1.13x on
-    64 -> 128, 0.94-1.09x on 128 -> 128, 0.80-0.85x on 128 -> 256 (one core re-reading the 4.7 MB U
-    per block of tiles, with no second core's cache to share it), hence the lower limit."""
+    thread, 224, batch 1, side by side, big blocks / per thread: 1.15-1.25x on 64 -> 64, 1.01-1.13x on
+    64 -> 128, 0.94-1.09x on 128 -> 128, 0.80-0.97x on 128 -> 256 (one core re-reading the 4.7 MB U
+    per block of tiles, with no second core's cache to share it), hence the lower limit. The whole
+    forward pass gains little from it: 0.98-1.04x in three interleaved runs, within the noise."""
     if sharing():
         return C * K <= PER_THREAD_CK
     return numba.get_num_threads() == 1 and C * K <= ONE_THREAD_CK
