@@ -215,6 +215,12 @@ def plan(method="auto", rows=None):
     layer) those products are 3-term sums and the transforms cost more than they save. So the rule is
     Winograd when C >= 64, that is every layer but block1_conv1 (the per-layer timings behind it are in
     docs/performance.md). ``rows``: a table (VGG16's by default).
+
+    The direct kernel (conv.py, "direct"), made for block1_conv1, does not take it: measured side by
+    side at 224 on the shared 2-core machine it was as fast as im2col there, not faster, the winner
+    changing from run to run (im2col / direct 0.74-1.17 inside a pass's ``jit.shared_gemms``, 0.57-2.2
+    outside; whole auto forward passes 0.97-1.01 at batch 1, 0.84 at batch 8; Winograd 2-3x slower
+    than both). A faster direct kernel would replace "im2col" in the rule below.
     """
     if method != "auto" and method not in conv_methods.METHODS:
         raise MinivggError(f"unknown conv method {method!r}; choose 'auto' or one of {conv_methods.METHODS}")
