@@ -21,6 +21,8 @@ What it measures (the helpers, and the rules they follow, are in ``minivgg/bench
   include_top=False, method=m)``, and "auto" when its per-layer plan differs from every single
   method), Keras' own VGG16 and a PyTorch twin, all with the same weights: VGG16's He-normal
   kernels with non-zero biases (``bench.weights()``), saved to a temporary Keras weight file.
+  Beside each time, the floor for this design (``bench.floor_ms``: the conv stack's flops / 4, what
+  Winograd F(4x4,3x3) multiplies, at the sgemm rate measured at the start) and time / floor.
 
 Every output is first checked against a float64 reference (``bench.reference_conv``: the formula,
 summed tap by tap in float64); a method that disagrees stops the run with one line naming the
@@ -285,9 +287,12 @@ class Table:
     def __init__(self):
         self.results = []
 
-    def section(self, title, columns):
+    def section(self, title, columns, notes=()):
+        """A title, lines of ``notes`` under it, then the column headings."""
         self.columns = columns
         print(f"\n{title}")
+        for note in notes:
+            print(note)
         self._print([heading for heading, _, _ in columns])
 
     def add(self, row):
@@ -315,7 +320,8 @@ MEMORY_COLUMNS = LEFT[:1] + [("input shape", 21, lambda r: ",".join(map(str, r["
     ("median ms", 11, number("median_ms", ".3f")), ("GB/s", 9, number("gbps", ".1f")),
     ("copy GB/s", 11, number("copy_gbps", ".1f")), ("% copy", 8, number("copy_share", ".0f", 100)),
     ("1st call ms", 13, number("first_ms", ".1f"))]
-FORWARD_COLUMNS = LEFT + CONV_COLUMNS[3:-1]
+FORWARD_COLUMNS = LEFT + CONV_COLUMNS[3:-1] + [("floor ms", 10, number("floor_ms", ".1f")),
+                                              ("x floor", 9, number("vs_floor", ".2f"))]
 BACKWARD_COLUMNS = CONV_COLUMNS[:1] + [("N,H,W,C->K", 21, lambda r: "{},{},{},{}->{}".format(*r["shape"])),
                                        ("method", 12, lambda r: f"{r['method']} {r['kind']}")] + CONV_COLUMNS[3:6] + [
     ("error", 10, number("rel_error", ".1e")), ("1st call ms", 13, number("first_ms", ".1f"))]
@@ -431,10 +437,16 @@ def run_forward(table, methods, frameworks, want_auto, args, weights, sgemm, tmp
             todo["auto"] = bench.Method(run=lambda x, model: model(x), load=lambda _: auto)
     todo.update(frameworks)
 
-    table.section("whole forward pass without the top (13 conv + 5 pool layers); GFLOP/s counts the convs",
-                  FORWARD_COLUMNS)
+    sizes = [size for size in sorted({args.size, args.naive_size}, reverse=True) if at_size(todo, size, args)]
+    floors = {size: bench.floor_ms(size, args.batch, sgemm) for size in sizes}  # ms
+    table.section("whole forward pass without the top (13 conv + 5 pool layers); GFLOP/s counts the convs; "
+                  "floor: Winograd's multiplications at NumPy's sgemm rate, x floor = time / floor", FORWARD_COLUMNS,
+                  [f"floor at {size}x{size}, batch {args.batch}: {bench.forward_flops(size, args.batch) / 1e9:.3g} GFLOP / "
+                   f"{bench.WINOGRAD_SAVING} (Winograd F(4x4,3x3)) at sgemm {sgemm:.1f} GFLOP/s = {floor:.2f} ms"
+                   for size, floor in floors.items()])
     base = None
-    for size in sorted({args.size, args.naive_size}, reverse=True):
+    for size in sizes:
+        floor = floors[size]
         x = bench.data((args.batch, size, size, 3), seed=200)  # (N, H, W, 3)
         ref = bench.reference_forward(weights, x) if at_size(todo, size, args) else None  # (N, H/32, W/32, 512)
         for name, method in at_size(todo, size, args).items():
@@ -443,7 +455,8 @@ def run_forward(table, methods, frameworks, want_auto, args, weights, sgemm, tmp
             base = row["median_ms"] if name == "im2col" and size == args.size else base
             table.add(dict(layer="forward", kind="forward", size=size, shape=list(x.shape), method=name, **row,
                            gflops=gflops, sgemm_share=gflops / sgemm,
-                           vs_im2col=base / row["median_ms"] if base and size == args.size else None))
+                           vs_im2col=base / row["median_ms"] if base and size == args.size else None,
+                           floor_ms=floor, vs_floor=row["median_ms"] / floor))
 
 
 def run_conv_backward(table, layers, methods, fw, args, weights, sgemm):
@@ -502,7 +515,9 @@ def run_gradients(table, methods, fw, want_auto, args, tmp):
         return bench.Method(run=lambda xdy, model: model.gradients(xdy[0], {seed_layer: xdy[1]}, logits=True, layers=[])[
             "input"], load=lambda _: VGG16(weights=path, method=method))
 
-    fast = [m for m in METHODS if m in methods and m != "naive"]  # the naive twins would take minutes here
+    # Left out: the naive twins (minutes here) and "direct", a kernel for small C that on the deep layers
+    # does a GEMM's work without its blocking (its whole passes would take seconds; "auto" runs it where it wins).
+    fast = [m for m in METHODS if m in methods and m not in ("naive", "direct")]
     todo = {m: ours(m) for m in fast + (["auto"] if want_auto else [])}
     todo.update({name: f["gradients"](seed_layer) for name, f in fw.items() if "gradients" in f})
     todo.update({f"{name}-eager": f["gradients_eager"](seed_layer) for name, f in fw.items() if "gradients_eager" in f})
@@ -534,9 +549,10 @@ def run_gradients(table, methods, fw, want_auto, args, tmp):
 
 # ---------------------------------------------------------------- the plot
 
-COLORS = {"im2col": (31, 119, 180), "winograd": (44, 160, 44), "auto": (23, 190, 207), "naive": (127, 127, 127),
+COLORS = {"im2col": (31, 119, 180), "winograd": (44, 160, 44), "direct": (148, 103, 189), "auto": (23, 190, 207),
+          "naive": (127, 127, 127),
           "tensorflow": (255, 127, 14), "pytorch": (214, 39, 40)}
-EXTRA_COLORS = [(148, 103, 189), (140, 86, 75), (227, 119, 194), (188, 189, 34)]
+EXTRA_COLORS = [(188, 143, 143), (140, 86, 75), (227, 119, 194), (188, 189, 34)]
 
 
 def plot(results, path, title, subtitle, size):

@@ -311,3 +311,35 @@ def test_memory_section_times_the_fused_bias_relu(main, monkeypatch, tmp_path):
     assert calls == [((16 * 16, 128), True)] * 3  # block2_conv1 at 32: 16x16 -> 128; checked, warm-up, 1 timed
     rows = [r for r in json.loads(out.read_text())["results"] if r["layer"] == "block2_conv1" and r["kind"] not in ("conv", "dx", "dW")]
     assert [(r["kind"], r["shape"], r["rel_error"]) for r in rows] == [("bias_relu", [256, 128], 0.0)]
+
+
+def test_forward_table_prints_the_floor(main, capsys, tmp_path):
+    """The forward table's floor is the conv stack's multiplications under Winograd (a quarter of
+    2*H*W*C*K*9 summed over VGG16's 13 conv layers, here counted from the paper's configuration "D"
+    itself) at the sgemm rate the run measured, and each row's "x floor" is its time / that floor:
+    in the JSON, in the printed line and in the printed table. The printed figures are rounded
+    (``.2f`` for the line, ``.1f`` and ``.2f`` in the table): compared as printed."""
+    from minivgg.network.table import CONFIGS
+
+    out = tmp_path / "bench.json"
+    assert main([*FAST, "--no-frameworks", "--methods", "im2col,winograd", "--layers", "forward", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    sgemm = report["machine"]["sgemm_gflops"]
+
+    flops, size, c = 0, 32, 3  # the conv stack at 32x32, batch 1, from the configuration
+    for k in CONFIGS["D"]:
+        if k == "M":
+            size //= 2
+        else:
+            flops, c = flops + 2 * size * size * c * k * 9, k
+    floor = flops / 4 / (sgemm * 1e9) * 1e3  # ms
+    line = next(line for line in text.splitlines() if line.startswith("floor at 32x32, batch 1:"))
+    assert line.endswith(f"at sgemm {sgemm:.1f} GFLOP/s = {floor:.2f} ms"), line
+
+    rows = [r for r in report["results"] if r["kind"] == "forward"]
+    assert {r["method"] for r in rows} == {"im2col", "winograd"}
+    for r in rows:
+        assert r["floor_ms"] == pytest.approx(floor) and r["vs_floor"] == pytest.approx(r["median_ms"] / floor)
+        printed = next(line.split() for line in text.splitlines() if line.startswith("forward") and r["method"] in line.split())
+        assert printed[-2:] == [f"{floor:.1f}", f"{r['median_ms'] / floor:.2f}"], printed

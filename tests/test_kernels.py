@@ -15,7 +15,7 @@ import pytest
 import conftest
 from conftest import rand
 
-from minivgg.layers.conv import conv2d, conv2d_im2col, conv2d_naive
+from minivgg.layers.conv import conv2d, conv2d_direct, conv2d_im2col, conv2d_naive
 from minivgg.layers.dense import dense, dense_naive, softmax, softmax_naive
 from minivgg.layers.im2col import im2col, im2col_naive
 from minivgg.layers.pool import max_pool2d, max_pool2d_naive
@@ -63,6 +63,28 @@ def test_conv2d_equals_naive(N, H, W, C, KH, KW, stride, pad, use_relu):
     ref = conv2d_naive(x, w, b, stride, pad, use_relu)
     assert_close(conv2d_im2col(x, w, b, stride, pad, use_relu), ref)
     assert_close(conv2d(x, w, b, stride, pad, use_relu, method="im2col"), ref)
+    assert_close(conv2d_direct(x, w, b, stride, pad, use_relu), ref)
+    assert_close(conv2d(x, w, b, stride, pad, use_relu, method="direct"), ref)
+
+
+@pytest.mark.parametrize("C,K", [(3, 64), (3, 5), (7, 2), (1, 17)])
+def test_conv2d_direct_equals_naive_first_layer_shapes(C, K):
+    # The direct kernel's case: few input channels, more output channels (block1_conv1 is 3 -> 64);
+    # K = 17 and 5 leave a remainder after the vectorised part of the loop over K. H != W, odd, N > 1.
+    rng = np.random.default_rng(3)
+    x, w, b = rand(rng, 3, 11, 6, C), rand(rng, 3, 3, C, K), rand(rng, K)
+    assert_close(conv2d_direct(x, w, b, 1, 1, True), conv2d_naive(x, w, b, 1, 1, True))
+
+
+def test_conv2d_direct_is_batch_invariant():
+    # Each image of a batch comes out bit for bit as it does alone (visualize on many images relies on
+    # it for the first layer): whatever the batch, a pixel's sum is the same float32 operations.
+    rng = np.random.default_rng(4)
+    x, w, b = rand(rng, 5, 13, 9, 3), rand(rng, 3, 3, 3, 64), rand(rng, 64)
+    batch = conv2d_direct(x, w, b, 1, 1, True)
+    for n in range(len(x)):
+        np.testing.assert_array_equal(batch[n:n + 1], conv2d_direct(x[n:n + 1], w, b, 1, 1, True))
+    np.testing.assert_array_equal(batch[[3, 1]], conv2d_direct(x[[3, 1]], w, b, 1, 1, True))  # any company
 
 
 def test_conv2d_naive_is_the_textbook_sum():

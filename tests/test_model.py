@@ -82,7 +82,7 @@ def test_methods_agree_on_the_whole_network(notop):
     # Random He-normal weights, an odd non-square size: every method, the same network.
     x = np.random.default_rng(1).uniform(-120, 150, (1, 35, 44, 3)).astype(np.float32)
     ref = VGG16(weights=None, include_top=False, method="naive").activations(x)
-    for method in ("im2col", "winograd", "auto"):
+    for method in ("im2col", "winograd", "direct", "auto"):
         model = VGG16(weights=None, include_top=False, method=method)
         for name, a in model.activations(x).items():
             err = np.abs(a - ref[name]).max() / max(np.abs(ref[name]).max(), 1e-30)

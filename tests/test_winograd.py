@@ -9,6 +9,9 @@ few bits (measured: up to 4e-6 on the shapes below, 3e-6..8e-6 per VGG16 layer a
 1e-4 leaves over 10x room above that, and stays far below what a real mistake gives: a wrong matrix
 entry, a tile shifted by one pixel or a dropped bias each move the result by order 1e-1 of max|ref|.
 """
+import contextlib
+
+import numba
 import numpy as np
 import pytest
 
@@ -94,18 +97,35 @@ SHAPES = [
 ]
 
 
-@pytest.fixture(params=["big blocks", "per thread"])
+@pytest.fixture(params=["big blocks", "per thread", "one thread"])
 def schedule(request, monkeypatch):
     """conv3x3_winograd's two schedules (``winograd_schedules._per_thread``): outside ``jit.shared_gemms``, one
     big block of tiles at a time; inside, each thread its share of the tiles, here in blocks of the
-    least size (16 tiles), so that the larger cases span several blocks and both threads."""
+    least size (16 tiles), so that the larger cases span several blocks and both threads; and with one
+    Numba thread, the per-thread schedule's one share, in the calling thread."""
     if request.param == "per thread":
         monkeypatch.setattr(wg, "CACHE_FLOATS", 0)
         with jit.shared_gemms() as sharing:
             assert sharing, "OpenBLAS not found or one thread: the per-thread schedule cannot run"
             yield request.param
+    elif request.param == "one thread":
+        monkeypatch.setattr(wg, "CACHE_FLOATS", 0)
+        with one_thread():
+            yield request.param
     else:
+        assert numba.get_num_threads() > 1, "one thread: the big-block schedule is not taken"
         yield request.param
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Numba at one thread inside (as ``--threads 1`` or NUMBA_NUM_THREADS=1 make it), then as before."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def conv_case(shape, seed=0):
@@ -290,3 +310,27 @@ def test_model_passes_take_the_per_thread_schedule(monkeypatch):
         assert_close(ours[name], a)
     assert_close(grads["input"], model.gradients(x, {"block3_pool": np.ones_like(ours["block3_pool"])})["input"])
     assert not ks
+
+
+def test_one_thread_takes_the_cache_blocked_schedule(monkeypatch):
+    """With one Numba thread, ``jit.shared_gemms`` does not switch on (nothing to share), and yet the
+    layers with a small U (C * K <= ONE_THREAD_CK) take the per-thread (cache-blocked) schedule, in one
+    share; the layers with a larger U keep the big blocks. The result agrees with the big-block schedule and the naive twin
+    within the module's tolerance (not bit for bit: the GEMMs are cut at other tiles)."""
+    calls = []
+    real = wg._per_thread
+    monkeypatch.setattr(wg, "_per_thread", lambda x, U, *rest: calls.append(U.shape[1:]) or real(x, U, *rest))
+    monkeypatch.setattr(wg, "CACHE_FLOATS", 0)  # blocks of 16 tiles: this case spans several
+    x, w, b = conv_case((2, 13, 10, 6, 9))  # 2 * 4 * 3 = 24 tiles, C != K
+    U = winograd_kernel(w)
+    big = conv3x3_winograd(x, U, b, relu=True)  # two threads, outside shared_gemms: big blocks
+    assert not calls
+    with one_thread():
+        with jit.shared_gemms() as sharing:
+            assert not sharing  # one thread: no sharing, which made it fall back to big blocks before
+            ours = conv3x3_winograd(x, U, b, relu=True)
+        monkeypatch.setattr(wg, "ONE_THREAD_CK", 6 * 9 - 1)  # U too large for one thread's blocks: big blocks
+        conv3x3_winograd(x, U, b, relu=True)
+    assert calls == [(6, 9)]
+    assert_close(ours, big)
+    assert_close(ours, conv3x3_winograd_naive(x, w, b, relu=True))

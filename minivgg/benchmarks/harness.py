@@ -34,7 +34,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ..layers.conv import conv2d_backward_input, conv2d_backward_weights, conv2d_im2col, conv2d_naive, transpose_kernel
+from ..layers.conv import (conv2d_backward_input, conv2d_backward_weights, conv2d_direct, conv2d_im2col, conv2d_naive,
+                           transpose_kernel)
 from ..errors import MinivggError
 from ..network.table import layers, shapes
 
@@ -72,6 +73,20 @@ def conv_flops(s):
 def forward_flops(size, batch):
     """The conv flops of the whole pass (pools are negligible)."""
     return sum(conv_flops(s) for s in layer_shapes(size, batch) if s.K)
+
+
+# Winograd F(4x4, 3x3) makes a 4x4 tile of outputs for one (c, k) pair with 6*6 = 36 multiplications,
+# against 16 * 9 = 144 for the direct sum: a quarter (winograd.py).
+WINOGRAD_SAVING = 4
+
+
+def floor_ms(size, batch, sgemm_gflops):
+    """The floor for minivgg's design, in ms: the multiplications Winograd F(4x4, 3x3) leaves of the
+    conv stack, ``forward_flops(size, batch) / WINOGRAD_SAVING`` (30.7 / 4 = 7.7 GFLOP per image at
+    224), done at the rate of NumPy's own sgemm measured on this machine (``sgemm_gflops``, GFLOP/s),
+    as if all of it ran inside GEMMs at full speed, with the transforms, the pools and the first layer's
+    own method free. A forward pass takes longer; its time / this floor says how much longer."""
+    return forward_flops(size, batch) / WINOGRAD_SAVING / (sgemm_gflops * 1e9) * 1e3
 
 
 # ---------------------------------------------------------------- reference (float64, obviously right)
@@ -348,6 +363,7 @@ CONV_METHODS = {
     "naive": lambda: Method(run=lambda x, p: conv2d_naive(x, p[0], p[1], stride=1, pad=1, relu=True)),
     "im2col": lambda: Method(run=lambda x, p: conv2d_im2col(x, p[0], p[1], stride=1, pad=1, relu=True)),
     "winograd": _winograd,
+    "direct": lambda: Method(run=lambda x, p: conv2d_direct(x, p[0], p[1], stride=1, pad=1, relu=True)),
 }
 
 

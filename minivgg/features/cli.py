@@ -36,7 +36,7 @@ from ..network.table import ARCHS, MIN_SIZE, TITLES, TOP_SIZE, conv_base, shapes
 from ..visualize.grids import tile_images
 from ..visualize.cli import MODELS, conv_weights
 from . import page as pages
-from .optimise import LEARNING_RATE, Objective, optimise
+from .optimise import LEARNING_RATE, Objective, optimise, to_image
 from .param import PARAMS
 
 DEFAULT_LAYER, DEFAULT_CHANNELS = "block4_conv3", "0-15"
@@ -179,11 +179,6 @@ def save_png(image, path):
         raise
 
 
-def to_png(rgb):
-    """(H, W, 3) in [0, 1] -> a PIL image, rounded to 8 bits."""
-    return Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
-
-
 class Progress:
     """``[#####.....] step 40/256, batch 1/4 (channels 0-15), objective 12.3, 2m10s left`` on stderr,
     redrawn in place when stderr is a terminal; otherwise one line per finished batch."""
@@ -257,7 +252,7 @@ def run(args):
             top = pages.top5(result.activation)
             ranks = pages.rank(result.activation, batch) if sub.kind != "dream" else [None] * len(batch)
             for i, target in enumerate(batch):
-                img = to_png(result.rgb[i])
+                img = to_image(result.rgb[i])
                 save_png(img, out / file_name(sub, target))
                 tiles.append(img)
                 cards.append(pages.Card(file_name(sub, target), target, result.curve[:, i], float(result.start[i]),

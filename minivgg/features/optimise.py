@@ -22,6 +22,7 @@ import time
 from typing import NamedTuple
 
 import numpy as np
+from PIL import Image
 
 from ..errors import MinivggError
 from ..jit import many_passes
@@ -129,6 +130,15 @@ class Result(NamedTuple):
     final: np.ndarray  # (N,) ... and on the final images (no transform)
     activation: np.ndarray  # the layer's output on the final images (N, H', W', C') or (N, 1000)
     seconds: float
+
+    def images(self):
+        """The final images as PIL images (a notebook shows each inline), one per target."""
+        return [to_image(a) for a in self.rgb]
+
+
+def to_image(rgb):
+    """(H, W, 3) in [0, 1] -> a PIL image, rounded to 8 bits."""
+    return Image.fromarray(np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8))
 
 
 def optimise(model, objective, size, steps, seed=0, param="fourier", transforms=True, lr=LEARNING_RATE,

@@ -18,13 +18,17 @@ The methods, side by side (``conv2d(..., method=...)``):
 | "im2col"   | im2col, then one GEMM through NumPy's BLAS           | any kernel/stride/pad; KH*KW x the input |
 |            |                                                      | in memory; ~2*N*H'*W'*K*KH*KW*C flops   |
 | "winograd" | Winograd F(4x4,3x3), see ``winograd.py``             | 3x3, stride 1 only; 4x fewer multiplies |
+| "direct"   | the formula as Numba loops: per output pixel, the    | no copy, no GEMM: fast where C is small |
+|            | KH*KW*C taps, each times a (K,) row of w, summed     | (the first layer, C = 3: im2col's GEMM  |
+|            | into K accumulators; padding skipped at the borders  | is only 27 deep); slow for large C      |
 
 (A GEMM, "general matrix multiply", is a matrix product A @ B as BLAS computes it, BLAS being the
 optimised linear-algebra library behind ``np.matmul``.)
 
 ``DEFAULT`` (im2col) names the method ``conv2d`` uses when none is given: the one that handles any
 kernel, stride and padding. The VGG16 model has its own default, ``"auto"``, which picks a method
-per layer (``network/table.py``, ``plan``): Winograd wherever C >= 64, im2col for the first layer.
+per layer (``network/table.py``, ``plan``): Winograd wherever C >= 64, im2col for the first layer
+(where "direct" measured as fast as im2col, not faster: ``plan`` gives the figures).
 
 Backward. Given dy = dL/dout (N, H', W', K), the chain rule through the formula above gives
 
@@ -42,13 +46,15 @@ with dy padded by KH-1-pad: a convolution of dy with the kernel flipped in both 
 C and K axes swapped, w_t = ``transpose_kernel(w)`` (KH, KW, K, C). For VGG16's 3x3 "same" convs
 (pad 1) it is again a 3x3 "same" conv, so im2col and Winograd compute the backward pass too.
 """
+import numba
 import numpy as np
 
+from ..jit import PARALLEL
 from .im2col import _check as _check_window, im2col, output_size
 from ..jit import matmul  # np.matmul, shared among minivgg's threads inside jit.shared_gemms()
 from .relu import bias_relu, relu_backward
 
-METHODS = ("naive", "im2col", "winograd")
+METHODS = ("naive", "im2col", "winograd", "direct")
 DEFAULT = "im2col"
 
 
@@ -110,6 +116,68 @@ def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
     return y.reshape(N, OH, OW, K)  # (N*H'*W', K) -> (N, H', W', K)
 
 
+@numba.njit(**PARALLEL)
+def _conv2d_direct(x, w2, b, KH, KW, stride, pad, relu, out):
+    N, H, W, C = x.shape
+    K = w2.shape[1]
+    _, OH, OW, _ = out.shape
+    zero = np.float32(0.0)
+    for ni in numba.prange(N * OH):  # one output row of one image per task
+        n, i = ni // OH, ni % OH
+        acc0, acc1 = np.empty(K, dtype=np.float32), np.empty(K, dtype=np.float32)  # (K,) each: two pixels' sums
+        for j in range(0, OW, 2):  # output pixels (i, j) and (i, j + 1) together: each row of w read once for both
+            acc0[:] = b
+            acc1[:] = b
+            for di in range(KH):
+                r = i * stride + di - pad  # the input row of tap (di, .); outside [0, H) it is padding: skipped
+                if r < 0 or r >= H:
+                    continue
+                for dj in range(KW):
+                    q0 = j * stride + dj - pad  # the input columns of tap (di, dj) for pixels j and j + 1
+                    q1 = q0 + stride
+                    t = (di * KW + dj) * C  # the row of w2 for tap (di, dj, c = 0)
+                    for c in range(C):
+                        v0 = x[n, r, q0, c] if 0 <= q0 < W else zero  # padding: 0 (for j + 1 = OW, unused)
+                        v1 = x[n, r, q1, c] if 0 <= q1 < W else zero
+                        # readable form: acc0 += v0 * w[di, dj, c]; acc1 += v1 * w[di, dj, c], (K,) rows
+                        for k in range(K):
+                            acc0[k] += v0 * w2[t + c, k]
+                            acc1[k] += v1 * w2[t + c, k]
+            for k in range(K):
+                out[n, i, j, k] = max(acc0[k], zero) if relu else acc0[k]
+            if j + 1 < OW:
+                for k in range(K):
+                    out[n, i, j + 1, k] = max(acc1[k], zero) if relu else acc1[k]
+
+
+def conv2d_direct(x, w, b, stride=1, pad=0, relu=False):
+    """Direct convolution, the formula as loops; same contract as ``conv2d_naive``.
+
+    Each output pixel (n, i, j) starts from b and adds, tap by tap in (di, dj, c) order, the input value
+    times the (K,) row w[di, dj, c] (taps that fall in the padding are skipped). The loop over K is the
+    innermost, over a contiguous row of w and a (K,) accumulator that stays in the core's L1 cache:
+    Numba compiles it to vector instructions. Two neighbouring pixels of a row go together, so each
+    row of w is read once for both. Nothing is copied (no im2col, no padded input), there is no GEMM
+    and no separate bias pass: for the first layer, C = 3, a GEMM would be only 27 deep, and this does
+    just the formula's 27 multiply-adds per output. For large C a GEMM's blocking wins (im2col,
+    Winograd). Measured on block1_conv1 at 224, one thread: one pixel at a time 6.4 ms, accumulating
+    straight into the output 7.5 ms, two pixels at a time 4.5-5.3 ms; four at a time was slower again.
+    Batch invariant: each pixel's sum is the same float32 operations whatever the batch, so each
+    image comes out bit for bit as it does alone.
+
+    All arrays float32 (others are converted); returns a new C-contiguous (N, H', W', K) array.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    _check(x, w, b, stride, pad)
+    N, H, W, C = x.shape
+    KH, KW, _, K = w.shape
+    w2 = np.ascontiguousarray(w, dtype=np.float32).reshape(KH * KW * C, K)  # (KH, KW, C, K) -> (KH*KW*C, K)
+    b = np.ascontiguousarray(b, dtype=np.float32)  # (K,)
+    out = np.empty((N, output_size(H, KH, stride, pad), output_size(W, KW, stride, pad), K), dtype=np.float32)
+    _conv2d_direct(x, w2, b, KH, KW, stride, pad, bool(relu), out)
+    return out
+
+
 def conv2d(x, w, b, stride=1, pad=0, relu=False, method=DEFAULT):
     """Convolution by the named method (see the table at the top of this file).
 
@@ -122,6 +190,8 @@ def conv2d(x, w, b, stride=1, pad=0, relu=False, method=DEFAULT):
         return conv2d_naive(x, w, b, stride, pad, relu)
     if method == "im2col":
         return conv2d_im2col(x, w, b, stride, pad, relu)
+    if method == "direct":
+        return conv2d_direct(x, w, b, stride, pad, relu)
     if method == "winograd":
         from .winograd import winograd_kernel
         from .winograd_schedules import conv3x3_winograd

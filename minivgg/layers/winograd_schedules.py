@@ -13,8 +13,9 @@ Legend: as in winograd.py (N, H, W, C, K, TH, TW, T tiles, Tb tiles in one block
    ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M stay under ``BLOCK_FLOATS`` floats each whatever
    the batch size, in scratch buffers kept between calls (``_scratch`` says why).
 2. Cache: the per-thread schedule (``_per_thread``). Inside ``jit.shared_gemms()``, where each thread
-   may call its own GEMMs, a layer with a small U takes the tiles one share per thread, each share
-   through all three steps in blocks that stay in that core's cache.
+   may call its own GEMMs, or with one thread in all (``--threads 1``, NUMBA_NUM_THREADS=1: one share,
+   in the calling thread), a layer with a small U takes the tiles one share per thread, each share
+   through all three steps in blocks that stay in that core's cache (``_cache_blocked``).
 3. Batch invariance, on request (``per_image=True``). Then each image of a batch comes out bit for bit
    as it does alone, so a feature map does not depend on which images shared its batch
    (minivgg-visualize on many images writes the same files as on each one). The transforms work tile
@@ -46,6 +47,7 @@ from .winograd import PATCH, _check, _input_tiles, _input_transform, _output_til
 BLOCK_FLOATS = 1 << 22  # floats per scratch buffer (16 MB): V and M hold at most this many
 CACHE_FLOATS = 1 << 18  # per thread, V and M of one block together (1 MB, a core's L2 cache here), see _per_thread
 PER_THREAD_CK = 128 * 256  # C * K at most for _per_thread: U (36*C*K floats, 4.7 MB) re-read from cache per block
+ONE_THREAD_CK = 128 * 128  # the same with one thread in all: its one core re-reads U alone (see _cache_blocked)
 _workspace = threading.local()
 
 
@@ -72,7 +74,8 @@ def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
     faster on the layers it takes: docs/performance.md). Where U is large (C * K > ``PER_THREAD_CK``)
     small blocks read all of it once per block, which was measured no faster, so those layers keep
     the big blocks.
-    Needs OpenBLAS single-threaded (``jit.shared_gemms``): each thread calls its own GEMMs.
+    Needs OpenBLAS single-threaded (``jit.shared_gemms``), each thread calling its own GEMMs, or one
+    thread in all: then there is one share, run in the calling thread (``_cache_blocked``).
     """
     N, H, W, C = x.shape
     K = U.shape[2]
@@ -91,6 +94,21 @@ def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
             _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, 0, n)
 
     run_shares(share, shares)
+
+
+def _cache_blocked(C, K):
+    """Whether ``conv3x3_winograd`` takes the per-thread schedule for a C -> K layer: inside
+    ``jit.shared_gemms()`` where C * K <= ``PER_THREAD_CK``, or with one Numba thread where C * K <=
+    ``ONE_THREAD_CK``. ``shared_gemms`` does not switch on with one thread (there is nothing to share),
+    yet one thread gains from blocks that stay in its cache too: without the second case it fell back
+    to the big blocks, V and M going out to memory and back between the three steps. Measured at one
+    thread, 224, batch 1, side by side, big blocks / per thread: 1.15-1.25x on 64 -> 64, 1.01-1.13x on
+    64 -> 128, 0.94-1.09x on 128 -> 128, 0.80-0.97x on 128 -> 256 (one core re-reading the 4.7 MB U
+    per block of tiles, with no second core's cache to share it), hence the lower limit. The whole
+    forward pass gains little from it: 0.98-1.04x in three interleaved runs, within the noise."""
+    if sharing():
+        return C * K <= PER_THREAD_CK
+    return numba.get_num_threads() == 1 and C * K <= ONE_THREAD_CK
 
 
 def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
@@ -112,8 +130,9 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
     The tiles go through in blocks of at most ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M, the
     two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size. With
     ``per_image``, blocks hold whole images (or, for a large image, the same part of each), one GEMM
-    per image. Inside ``jit.shared_gemms()``, without ``per_image``, a layer with C * K <=
-    ``PER_THREAD_CK`` takes the other schedule, ``_per_thread``; the results are the same.
+    per image. Inside ``jit.shared_gemms()`` or with one thread, without ``per_image``, a layer with a
+    small U (``_cache_blocked``) takes the other schedule, ``_per_thread``; the results agree to
+    float32 rounding (the GEMMs are cut differently).
     """
     x, U, b = _check(x, U, b)
     N, H, W, C = x.shape
@@ -126,7 +145,7 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
             raise ValueError(f"relu_below's y must be {(N, H, W, K)}, got {gate.shape}")
     TH, TW = tiles(H, W)
     out = np.empty((N, H, W, K), dtype=np.float32)
-    if not per_image and sharing() and C * K <= PER_THREAD_CK:  # see _per_thread
+    if not per_image and _cache_blocked(C, K):  # see _per_thread
         _per_thread(x, U, b, bool(relu), gate, rule, TH, TW, out)
         return out
     P = TH * TW  # tiles per image

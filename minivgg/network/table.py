@@ -140,19 +140,40 @@ def check_size(height, width, title="VGG16", size=None):
         raise MinivggError(f"{title} needs images of at least {MIN_SIZE}x{MIN_SIZE}, not {height}x{width}")
 
 
+class LayerTable(str):
+    """The table as text (print it), which a notebook shows as an HTML table (``_repr_html_``)."""
+
+    def __new__(cls, text, cells):
+        self = super().__new__(cls, text)
+        self.cells = cells  # [header, row, ..., total]: one list of strings per line
+        return self
+
+    def _repr_html_(self):
+        esc = lambda v: str(v).replace("&", "&amp;").replace("<", "&lt;")  # noqa: E731
+        head, *body = self.cells
+        th = "".join(f"<th>{esc(h)}</th>" for h in head)
+        trs = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>" for row in body)
+        return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
 def table(rows, height, width, plan=None):
-    """The rows as text: layer, output shape, parameters and multiply-adds per image (and conv method)."""
+    """The rows as text: layer, output shape, parameters and multiply-adds per image (and conv method).
+
+    Returns a ``LayerTable``: a str, shown as an HTML table in a notebook."""
     n = max(14, 2 + max(len(row.name) for row in rows))  # the name column: 14 wide, wider for long head names
     lines = [f"{'layer':<{n}}{'output shape':<22}{'params':>13}{'mult-adds':>17}" + ("  method" if plan else "")]
+    cells = [["layer", "output shape", "params", "mult-adds"] + (["method"] if plan else [])]
     total_p = total_m = 0
     for row, shape, params in shapes(rows, height, width):
         p = sum(int(np.prod(s)) for s in params)
         m = int(np.prod(params[0])) * (shape[1] * shape[2] if row.kind == "conv" else 1) if params else 0
         total_p, total_m = total_p + p, total_m + m
-        extra = f"  {plan[row.name]}" if plan and row.name in plan else ""
-        lines.append(f"{row.name:<{n}}{str(shape):<22}{p:>13,}{m:>17,}{extra}")
+        method = plan.get(row.name, "") if plan else None
+        lines.append(f"{row.name:<{n}}{str(shape):<22}{p:>13,}{m:>17,}" + (f"  {method}" if method else ""))
+        cells.append([row.name, str(shape), f"{p:,}", f"{m:,}"] + ([method] if plan else []))
     lines.append(f"{'total':<{n + 22}}{total_p:>13,}{total_m:>17,}")
-    return "\n".join(lines)
+    cells.append(["total", "", f"{total_p:,}", f"{total_m:,}"] + ([""] if plan else []))
+    return LayerTable("\n".join(lines), cells)
 
 
 def summary(include_top=True, height=TOP_SIZE, width=TOP_SIZE, plan=None, arch="vgg16"):
@@ -194,6 +215,12 @@ def plan(method="auto", rows=None):
     layer) those products are 3-term sums and the transforms cost more than they save. So the rule is
     Winograd when C >= 64, that is every layer but block1_conv1 (the per-layer timings behind it are in
     docs/performance.md). ``rows``: a table (VGG16's by default).
+
+    The direct kernel (conv.py, "direct"), made for block1_conv1, does not take it: measured side by
+    side at 224 on the shared 2-core machine it was as fast as im2col there, not faster, the winner
+    changing from run to run (im2col / direct 0.74-1.17 inside a pass's ``jit.shared_gemms``, 0.57-2.2
+    outside; whole auto forward passes 0.97-1.01 at batch 1, 0.84 at batch 8; Winograd 2-3x slower
+    than both). A faster direct kernel would replace "im2col" in the rule below.
     """
     if method != "auto" and method not in conv_methods.METHODS:
         raise MinivggError(f"unknown conv method {method!r}; choose 'auto' or one of {conv_methods.METHODS}")
