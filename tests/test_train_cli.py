@@ -173,3 +173,15 @@ def test_without_augmentation_block5_trains_on_cached_inputs(dataset, tmp_path, 
     assert cached == ["block5_conv3", "block5_conv3"]  # validation and training inputs of the lowest trainable layer
     assert VGG(weights=out / "model.keras").layers[-1].name == "dense"
     assert len(json.loads((out / "history.json").read_text())["epochs"]) == 2
+
+
+def test_more_than_five_classes_report_top_5(tmp_path, capsys):
+    colours = [(200, 60, 50), (60, 190, 70), (50, 80, 200), (200, 200, 40), (40, 200, 200), (200, 40, 200)]
+    classes = {f"c{i}": (c, i % 2 == 0) for i, c in enumerate(colours)}
+    data = make_dataset(tmp_path / "six", per_class=4, size=32, classes=classes)
+    out = tmp_path / "out"
+    args = [str(data), "--epochs", "1", "--out", str(out)] + [a for a in FAST if a != "--quiet"]
+    assert main(args) == 0
+    epoch = json.loads((out / "history.json").read_text())["epochs"][0]
+    assert 0 <= epoch["val_top5_accuracy"] <= 1 and epoch["val_top5_accuracy"] >= epoch["val_accuracy"]
+    assert "val top-5" in capsys.readouterr().out
