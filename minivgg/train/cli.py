@@ -15,6 +15,8 @@ Writes under ``--out`` (default ``runs/<DATA_DIR name>``): ``model.keras`` (the 
 order, one a line: the other scripts' ``--labels``), ``history.json`` (per epoch: loss, accuracy,
 val_loss, val_accuracy, seconds; the best epoch), ``checkpoint.npz`` (after every epoch, for
 ``--resume``) and ``index.html`` (``page.py``). Ctrl-C keeps the best model so far and the history.
+``--resume`` on a finished run trains nothing more and rewrites the page (linking the pages other
+scripts have since written under ``--out``).
 
 ``--weights``: a Keras weight file, else the published conv base (found or downloaded, 59 MB);
 ``random`` for He-normal kernels rescaled by LSUV on the training images (``head.lsuv``): random
