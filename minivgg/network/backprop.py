@@ -19,6 +19,7 @@ The rows of a fine-tuned head (``table.py``) have one-line rules (``_head_backwa
     global_avg_pool:  dx[n, i, j, c] = dy[n, c] / (H * W)                 every position had weight 1/(H*W)
     global_max_pool:  dx[n, i, j, c] = dy[n, c] * [x = max] / #maxima     TensorFlow's reduce_max rule: ties share
     dropout:          dx = dy                                             identity at inference
+                      dx = dy * mask                                      training (the forward pass's mask)
     dense, sigmoid:   dz = dy * s * (1 - s)                                s = sigmoid(z), the layer's output
     dense, linear:    dz = dy
 
@@ -53,7 +54,8 @@ from ..layers.winograd import winograd_kernel
 from .table import shapes
 
 
-def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True):
+def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True,
+              dropout=None, start=None):
     """dL/dx and dL/d(every layer's output) for L = sum over seeds of sum(dy * that layer's output).
 
     Inputs:
@@ -63,26 +65,40 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
     - relu: "plain" (the true gradient), "guided" or "deconvnet" (``relu.RELU_RULES``), for every ReLU
     - logits: take the last layer (``predictions``) before its softmax or sigmoid (its output and
       seed are then the class scores)
-    - weights: also return "<layer>/kernel" and "<layer>/bias" (shaped as ``model.params``)
+    - weights: also return "<layer>/kernel" and "<layer>/bias" (shaped as ``model.params``); True for
+      every weighted layer, or a set of layer names (training, ``train/step.py``): with ``input=False``
+      the pass then keeps no output below the lowest of them and stops at its weight gradient
     - layers: keep only these layers' gradients (default: every layer at or below the highest seed)
     - outputs: also return the forward outputs of the seeded layers
     - input: False when dL/dx is not wanted: the backward pass then stops at the lowest layer in
       ``layers`` (Grad-CAM needs dL/dA at one conv layer only, not the way down to the image)
+    - dropout: training mode: the masks object ``model.forward`` takes; the backward rule is then
+      dx = dy * mask, with the mask the forward pass drew
+    - start: x is the input of this layer (cached outputs of the rows below, ``model.forward``); the
+      pass runs from there
     Returns:
     - grads: dict, "input" -> (N, H, W, 3) float32, then layer name -> dL/d(its output), in layer
       order, then the weight gradients; with ``outputs=True``, (grads, {seeded layer: its output})
     Raises MinivggError for an unknown layer, a seed of the wrong shape or with NaN, an unknown rule.
     """
-    x, rows, keep, seeds = _check_request(model, x, seeds, relu, layers)
-    outs, seeds, seeded = _forward_keep(model, x, rows, seeds, logits)  # outs[i]: row i's output
+    x, rows, keep, seeds = _check_request(model, x, seeds, relu, layers, start)
+    first = 0 if start is None else [row.name for row in rows].index(start)  # the row the pass starts at
+    wanted = {row.name for row in rows} if weights is True else set(weights or ())  # weight gradients wanted
+    # Training (a set of layers, no dL/dx): the pass ends at the lowest trainable row's weight gradient,
+    # and no output below that row's input is kept.
+    last = min(i for i, row in enumerate(rows) if row.name in wanted) if wanted and weights is not True and not input else None
+    if last is not None and last < first:
+        raise MinivggError(f"no weight gradient below {start}: the pass starts there")
+    outs, seeds, seeded = _forward_keep(model, x, rows, seeds, logits, dropout, start, first,
+                                        first if last is None else last)  # outs[i]: row i's output
     fused = _relus_fused(rows, keep, seeds)  # Performance: ReLU rules a kernel above applies (bottom of file)
     stop = None if input or weights else _lowest(rows, keep)  # Grad-CAM: no need to go below this row
 
     # Backward: the rows in reverse; g = dL/d(this row's output), handed down as dL/d(its input).
     grads, wgrads, g = {}, {}, None
-    for i in reversed(range(len(rows))):
+    for i in reversed(range(first, len(rows))):
         row, out = rows[i], outs[i]
-        a_in = outs[i - 1] if i > 0 else x  # this row's input
+        a_in = outs[i - 1] if i > first else x  # this row's input
         if row.name in seeds:  # L has the term sum(dy * out): dL/d(out) gains dy
             g = seeds[row.name] if g is None else g + seeds[row.name]
         if row.name in keep:
@@ -93,20 +109,24 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
         if row.kind == "conv":
             if row.activation == "relu" and i not in fused:  # (if fused, the row above already did)
                 g = relu_backward(out, g, relu)  # dz = dy * [z > 0]
-            if weights:
+            if row.name in wanted:
                 wgrads[row.name] = _conv_weight_grads(model, row, a_in, g)  # dw = im2col(a)^T dz, db = sum dz
+            if i == last:
+                break  # training: the lowest trainable row needs no dL/d(its input)
             g = _conv_input_grad(model, row, g, a_in, relu_below)  # da = conv(dz, flipped w)
         elif row.kind == "pool":
             g = max_pool2d_backward(a_in, g, size=2, stride=2, relu_rule=relu_below)  # to each window's first max
         elif row.kind == "dense":
             scores = logits and i == len(model.layers) - 1  # taken before its softmax or sigmoid
             g = _dense_activation_backward(row, out, g, relu, scores)  # dz
-            g, dw, db = dense_backward(a_in, model.params[row.name][0], g, need_weights=weights)  # da = dz w^T
-            if weights:
+            g, dw, db = dense_backward(a_in, model.params[row.name][0], g, need_weights=row.name in wanted)  # da = dz w^T
+            if row.name in wanted:
                 wgrads[row.name] = (dw, db)
         else:
-            g = _head_backward(row, a_in, out, g)  # flatten, global pools, dropout
+            g = _head_backward(row, a_in, out, g, dropout)  # flatten, global pools, dropout
         outs[i] = None  # no longer needed: free it as we go down
+        if i == last:
+            break  # training: nothing below the lowest trainable row
     return _collect(rows, g if input else None, grads, wgrads, seeded if outputs else None)
 
 
@@ -152,14 +172,17 @@ def channel_mean(model, x, layer, channels):
 # ---- The steps of ``gradients``, in the order it calls them
 
 
-def _check_request(model, x, seeds, relu, layers):
+def _check_request(model, x, seeds, relu, layers, start=None):
     """Validate a request; returns x (N, H, W, 3) float32, the rows up to the highest seed, the names
     whose gradients to keep, and the seeds (arrays checked against their layer's shape; functions
-    are called on the activation in ``_forward_keep``)."""
+    are called on the activation in ``_forward_keep``; with ``start``, x is that row's input and
+    every seed is checked there)."""
     if relu not in RELU_RULES:
         raise MinivggError(f"unknown ReLU rule {relu!r}; choose one of {', '.join(RELU_RULES)}")
-    x = model._check_input(x)  # (N, H, W, 3) float32
+    x = model._check_input(x) if start is None else np.ascontiguousarray(x, np.float32)  # (N, H, W, 3), or start's input
     names = [row.name for row in model.layers]
+    if start is not None and start not in names:
+        raise MinivggError(f"this model has no layer {start!r} to start from")
     if not isinstance(seeds, dict) or not seeds:
         raise MinivggError("seeds must be a non-empty dict {layer name: dL/d(its output)}")
     unknown = [name for name in seeds if name not in names]
@@ -171,25 +194,27 @@ def _check_request(model, x, seeds, relu, layers):
     if not keep <= set(below):
         bad = sorted(keep - set(below))[0]
         raise MinivggError(f"no gradient for {bad!r}: it is not a layer at or below the highest seed ({names[top]})")
-    shapes = _output_shapes(model, x)
-    seeds = {name: dy if callable(dy) else _check_seed(name, dy, shapes[name]) for name, dy in seeds.items()}
+    shapes = _output_shapes(model, x) if start is None else {}  # from a cached input: checked on the outputs
+    seeds = {name: dy if callable(dy) or start is not None else _check_seed(name, dy, shapes[name])
+             for name, dy in seeds.items()}
     return x, model.layers[: top + 1], keep, seeds
 
 
-def _forward_keep(model, x, rows, seeds, logits):
-    """The forward pass (the model's own loop) up to the last row, every output kept.
+def _forward_keep(model, x, rows, seeds, logits, dropout=None, start=None, first=0, lowest=0):
+    """The forward pass (the model's own loop) up to the last row, every output kept from row
+    ``lowest``'s input on (the rows below ``first`` are not run: x is row ``first``'s input).
 
-    Returns the outputs (a list, one per row), the seeds with every function replaced by the array it
-    returns for its layer's output, and {seeded layer: its output}."""
-    outs = []
-    for name, a in model.forward(x, logits=logits):
-        outs.append(a)
+    Returns the outputs (a list, one per row, None where not kept), the seeds with every function
+    replaced by the array it returns for its layer's output, and {seeded layer: its output}."""
+    outs = [None] * first
+    for name, a in model.forward(x, logits=logits, dropout=dropout, start=start):
+        outs.append(a if len(outs) >= lowest - 1 else None)
         if len(outs) == len(rows):
             break
     index = {row.name: i for i, row in enumerate(rows)}
     seeded = {name: outs[index[name]] for name in seeds}
     shapes = {name: a.shape for name, a in seeded.items()}
-    seeds = {name: _check_seed(name, dy(seeded[name]), shapes[name]) if callable(dy) else dy
+    seeds = {name: _check_seed(name, dy(seeded[name]) if callable(dy) else dy, shapes[name])
              for name, dy in seeds.items()}
     return outs, seeds, seeded
 
@@ -232,7 +257,7 @@ def _dense_activation_backward(row, out, dy, relu, scores=False):
     return dy  # linear
 
 
-def _head_backward(row, a_in, out, dy):
+def _head_backward(row, a_in, out, dy, dropout=None):
     """The one-line rules of the rows without weights after the conv base (see the top of the file)."""
     if row.kind == "flatten":
         return dy.reshape(a_in.shape)  # (N, D) -> (N, H, W, C): flatten's inverse
@@ -244,7 +269,8 @@ def _head_backward(row, a_in, out, dy):
         share = dy / winners.sum(axis=(1, 2))  # (N, C): dy split evenly over tied maxima, as TensorFlow does
         return (winners * share[:, None, None, :]).astype(np.float32)  # (N, H, W, C)
     if row.kind == "dropout":
-        return dy  # identity at inference: dL/d(input) = dL/d(output)
+        mask = None if dropout is None else dropout.mask(row.name, dy.shape)  # the one the forward pass drew
+        return dy if mask is None else dy * mask  # training: y = x * mask; at inference dL/d(input) = dL/d(output)
     raise ValueError(f"unknown row kind {row.kind!r}")
 
 

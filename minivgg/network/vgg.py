@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import MinivggError
 from ..files.download import find_weights
+from ..files import keras_write
 from ..files.keras_model import load
 from ..jit import shared_gemms
 from ..layers import conv as conv_methods
@@ -84,7 +85,7 @@ class VGG:
         self.batch_invariant = batch_invariant
         self._keep_winograd_kernels()  # Performance, at the bottom
 
-    def forward(self, x, logits=False):
+    def forward(self, x, logits=False, dropout=None, start=None):
         """The forward pass, one layer at a time: yields (layer name, activation).
 
         x: (H, W, 3) or (N, H, W, 3), already preprocessed (``preprocess_input``).
@@ -92,13 +93,23 @@ class VGG:
         or a global pool.
         ``logits=True``: the last layer (``predictions``, or a fine-tuned head's last dense layer)
         yields its scores before its softmax or sigmoid.
+        ``dropout``: training mode (``train/step.py``): an object whose ``mask(layer, shape)`` gives each
+        dropout layer's mask (N, D), 0 or 1 / (1 - rate) per unit (None: no dropout there); the layer
+        multiplies its input by it. Without it, dropout is the identity, as at inference.
+        ``start``: a layer name; x is then that layer's input (the output of the row below it, e.g.
+        block5_pool's output, cached) and the rows below are skipped.
         Threads: the whole-pass methods (``model(x)``, ``activations``, ``gradients``) run inside
         ``jit.shared_gemms()``; a generator cannot hold it between yields, so a loop of your own over
         ``forward`` runs BLAS as it finds it, unless you wrap it in ``with jit.shared_gemms():``.
         """
         last = self.layers[-1].name
-        x = self._check_input(x)  # (N, H, W, 3)
-        for row in self.layers:
+        rows = self.layers
+        if start is None:
+            x = self._check_input(x)  # (N, H, W, 3)
+        else:  # the input of row ``start``: (N, H', W', C') or (N, D)
+            rows = rows[[row.name for row in rows].index(start):]
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        for row in rows:
             if row.kind == "conv":
                 x = self._conv(row, x)  # relu(conv(x, w) + b): (N, H, W, C) -> (N, H, W, K)
             elif row.kind == "pool":
@@ -118,7 +129,9 @@ class VGG:
                     x = softmax(x)
                 elif row.activation == "sigmoid":
                     x = sigmoid(x)
-            # "dropout": nothing to do at inference; the row yields its input
+            elif row.kind == "dropout" and dropout is not None:
+                mask = dropout.mask(row.name, x.shape)  # (N, D), or None
+                x = x if mask is None else x * mask  # training mode; at inference the row yields its input
             yield row.name, x
 
     def __call__(self, x):
@@ -155,6 +168,11 @@ class VGG:
         with shared_gemms():  # one BLAS switch for both passes (jit.py)
             return backprop.gradients(self, x, seeds, relu=relu, logits=logits, weights=weights, layers=layers,
                              outputs=outputs, input=input)
+
+    def save(self, path):
+        """Write this model as Keras does, by extension: ``.keras`` (Keras 3's archive) or ``.h5`` (the
+        legacy full-model file); ``keras.models.load_model`` and ``VGG(weights=path)`` read it back."""
+        return keras_write.save(self, path)
 
     def summary(self, height=None, width=None):
         """The layer table of this model (at its input size, else 224x224, unless told), with each
