@@ -19,7 +19,6 @@ activation); an int or one per image (``targets.py``). The methods, one module p
 """
 from .cam import grad_cam, guided_grad_cam, layer_cam, normalize, upsample
 from .gradient_maps import deconvnet, guided_backprop, integrated_gradients, saliency, smoothgrad
-from .overlay import overlay
 from .sanity import cascading_randomization, spearman
 
 METHODS = {  # name -> function(model, x, target), in the order of the page's columns
@@ -34,4 +33,4 @@ METHODS = {  # name -> function(model, x, target), in the order of the page's co
 }
 
 __all__ = ["METHODS", "cascading_randomization", "deconvnet", "grad_cam", "guided_backprop", "guided_grad_cam",
-           "integrated_gradients", "layer_cam", "normalize", "overlay", "saliency", "smoothgrad", "spearman", "upsample"]
+           "integrated_gradients", "layer_cam", "normalize", "saliency", "smoothgrad", "spearman", "upsample"]
