@@ -115,7 +115,11 @@ def commands(block):
     """A shell block as its commands: split on && and newlines, `python -m pip` read as `pip`, -q dropped."""
     out = []
     for part in re.split(r"&&|\n", block):
-        words = [w for w in shlex.split(part, comments=True) if w not in ("-q", "--quiet")]
+        try:
+            words = shlex.split(part, comments=True)
+        except ValueError:  # a quote that closes on a later line of a shell script: not a command we compare
+            words = part.split()
+        words = [w for w in words if w not in ("-q", "--quiet")]
         if words[:3] == ["python", "-m", "pip"]:
             words = ["pip"] + words[3:]
         if words:
