@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import io
 import socket
+from pathlib import Path
 import threading
 import time
 
@@ -269,3 +270,10 @@ def test_the_table_matches_keras_source(tf):
         for f in files.values():
             assert f.md5 in source and f.name in source, (arch, f.name)
         assert dl.BASE_URL.format(arch=arch).split("//")[1].split("/")[0] in source
+
+
+def test_a_source_checkout_keeps_weights_in_its_own_weights_folder():
+    """In a checkout (these tests run in one), files go to the repository's weights/, as README says;
+    elsewhere (a wheel in site-packages) to ~/.cache/minivgg."""
+    repo = Path(__file__).resolve().parents[1]
+    assert dl.weights_folder() == repo / "weights"

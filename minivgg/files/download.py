@@ -64,7 +64,7 @@ def weights_folder():
     """Where minivgg keeps (and downloads) weight files."""
     if os.environ.get("MINIVGG_HOME"):
         return Path(os.environ["MINIVGG_HOME"]).expanduser()
-    repo = Path(__file__).resolve().parents[1] / "weights"  # only exists in a source checkout
+    repo = Path(__file__).resolve().parents[2] / "weights"  # minivgg/files/download.py -> the checkout's weights/, if any
     if repo.is_dir() and os.access(repo, os.W_OK):
         return repo
     return Path.home() / ".cache" / "minivgg"
