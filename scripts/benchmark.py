@@ -7,7 +7,7 @@
 
 Legend: N batch, H, W height and width, C input channels, K output channels.
 
-What it measures (the helpers, and the rules they follow, are in ``minivgg/bench.py``):
+What it measures (the helpers, and the rules they follow, are in ``minivgg/benchmarks/harness.py``):
 
 - conv: every conv layer shape (N, H, W, C) -> K, for every method of ``bench.CONV_METHODS``
   ("naive" on a smaller ``--naive-size``, as it takes seconds per layer at 224; "winograd" with its

@@ -14,7 +14,7 @@ decompressed into memory instead. Nothing is ever extracted to disk.
 
 ``read_config`` turns the saved config into a flat list of ``KerasLayer``: each layer's name, class,
 settings, Keras 3 weight path and inputs, models nested in others inlined, in the config's order;
-``vgg.py`` accepts only a plain chain of layers (each takes the previous one's output). Whatever a
+``keras_model.py`` accepts only a plain chain of layers (each takes the previous one's output). Whatever a
 config names is only ever compared with known strings: no name or text from a file becomes a path
 or code.
 """
