@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MinivggError, error_line
+from ..files.atomic import replacing
 from ..files.image_files import find_images
 from ..files.preprocess import preprocess_input
 from ..network.receptive_field import receptive_field
@@ -228,16 +229,8 @@ def catalogue_json(state, rfs):
 
 
 def write_json(path, data):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".catalog-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f)
 
 
 def finish(state, out, args, model=None):
@@ -305,10 +298,8 @@ def finish(state, out, args, model=None):
 
 
 def write_bytes(path, data):
-    fd, tmp = tempfile.mkstemp(prefix=".copy-", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
-    os.replace(tmp, path)
 
 
 def projections(model, layer, shape, chunk, imgs, batch):

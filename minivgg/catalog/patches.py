@@ -17,10 +17,11 @@ unit of the entry back to the input, every ReLU passing back the positive part o
 """
 import math
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image
+
+from ..files.atomic import replacing
 
 GREY = 128  # where the receptive field hangs over the image's edge
 PER_SHEET, ACROSS, GAP = 64, 8, 4  # channels per sheet, channel blocks per row, pixels between blocks
@@ -102,15 +103,8 @@ class Sheets:
         w, h = self.size(n)
         img = Image.fromarray(self._images.pop(n, None) if n in self._images else np.full((h, w, 3), 255, np.uint8))
         path = os.path.join(out, self.name(n))
-        fd, tmp = tempfile.mkstemp(prefix=".sheet-", suffix=".jpg", dir=os.path.dirname(path))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                img.save(f, format="JPEG", quality=90)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with replacing(path) as tmp:
+            img.save(tmp, format="JPEG", quality=90)
 
 
 def resize(patches, T):

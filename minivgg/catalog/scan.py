@@ -19,11 +19,11 @@ it to one ``.npz`` file atomically (a temporary file, then os.replace), ``load_s
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from ..errors import MinivggError
+from ..files.atomic import replacing
 
 STATE_FILE = "catalog-state.npz"
 # Histogram of a channel's per-image maxima: bin 0 is "<= 0" (the channel did not fire), then powers of
@@ -165,15 +165,8 @@ class State:
             t = s.top
             arrays.update({f"{name}.value": t.value, f"{name}.image": t.image, f"{name}.row": t.row,
                            f"{name}.col": t.col, f"{name}.fires": s.fires, f"{name}.hist": s.hist})
-        fd, tmp = tempfile.mkstemp(prefix=".catalog-state-", suffix=".tmp", dir=os.path.dirname(path) or ".")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" to it
+            np.savez(f, **arrays)
 
 
 def load_state(path):

@@ -43,6 +43,7 @@ from PIL import Image
 
 from ..visualize import report
 from ..errors import MinivggError, error_line
+from ..files.atomic import replacing
 from ..files.imagenet import load_class_index, top_classes
 from ..files.preprocess import load_image, preprocess_input
 from ..network.table import ARCHS, MIN_SIZE, TOP_SIZE
@@ -332,10 +333,8 @@ def write_json(record, path):
     record = finite(record)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".json-", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
             json.dump(record, f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
     except OSError as e:
         raise MinivggError(f"cannot write --json {path}: {e.strerror or e}") from None
 

@@ -17,12 +17,12 @@ Legend: H, W the image's height and width, h, w a CAM's (a conv layer's grid).
   to DIM of its brightness and in grey, so that the photo's own colours cannot be mistaken for heat.
 """
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image
 
 from ..errors import MinivggError
+from ..files.atomic import replacing
 from ..visualize.grids import CMAPS
 from .cam import upsample
 from .sanity import view
@@ -88,25 +88,11 @@ def save(image, path):
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(os.path.splitext(path)[1].lower())
     if fmt is None:
         raise MinivggError(f"images are saved as .png or .jpg, not {path}")
-    fd, tmp = tempfile.mkstemp(prefix=".img-", suffix=".tmp", dir=os.path.dirname(path) or ".")
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         image.save(tmp, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def save_npy(a, path):
     """np.save, atomically (a temporary file in the same folder, then os.replace)."""
-    fd, tmp = tempfile.mkstemp(prefix=".npy-", suffix=".tmp", dir=os.path.dirname(str(path)) or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(a))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save adds no ".npy" to it
+        np.save(f, np.asarray(a))

@@ -22,7 +22,6 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from PIL import Image
 
 from ..visualize import report
 from ..errors import MinivggError, error_line
+from ..files.atomic import replacing
 from ..files.preprocess import load_image
 from ..network.table import ARCHS, MIN_SIZE, TITLES, TOP_SIZE, conv_base, shapes
 from ..visualize.grids import tile_images
@@ -168,15 +168,8 @@ def file_name(objective, target):
 def save_png(image, path):
     """Save a PIL image as PNG atomically: a temporary file in the same folder, then os.replace, so
     an interrupted run never leaves half an image."""
-    fd, tmp = tempfile.mkstemp(prefix=".png-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         image.save(tmp, "PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class Progress:

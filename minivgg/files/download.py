@@ -24,7 +24,6 @@ import http.client
 import os
 import socket
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ..errors import MinivggError
+from .atomic import replacing
 
 
 class WeightFile(NamedTuple):
@@ -118,14 +118,14 @@ def download(url, dest, md5, quiet=False, timeout=TIMEOUT):
     by_hand = f"download it by hand into {dest.parent}"
     try:  # fail on an unwritable folder before fetching anything
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, part = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
+        target = replacing(dest, prefix=dest.name + ".", suffix=".part")  # <name>.<random>.part, made now
     except OSError as e:
         raise MinivggError(f"cannot write {dest.name} into {dest.parent} ({e.strerror or e}); "
                            "set MINIVGG_HOME to a writable folder") from None
     done = 0
     try:
-        with os.fdopen(fd, "wb") as out:
-            with _open(url, timeout, dest.name, by_hand) as response:
+        with target as part:  # renamed onto dest at the end of the block, removed on any error
+            with open(part, "wb") as out, _open(url, timeout, dest.name, by_hand) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 progress = _Progress(dest.name, url, total, quiet)
                 digest = hashlib.md5()
@@ -135,20 +135,16 @@ def download(url, dest, md5, quiet=False, timeout=TIMEOUT):
                     done += len(chunk)
                     progress.update(done)
                 progress.close(done)
-        if total is not None and done != total:
-            raise MinivggError(f"download of {dest.name} from {url} was truncated: "
-                               f"got {done} of {total} bytes; try again, or {by_hand}")
-        if digest.hexdigest() != md5:
-            raise MinivggError(f"downloaded {dest.name} has md5 {digest.hexdigest()}, expected {md5}; "
-                               f"the file was discarded; try again, or {by_hand}")
-        os.replace(part, dest)
+            if total is not None and done != total:
+                raise MinivggError(f"download of {dest.name} from {url} was truncated: "
+                                   f"got {done} of {total} bytes; try again, or {by_hand}")
+            if digest.hexdigest() != md5:
+                raise MinivggError(f"downloaded {dest.name} has md5 {digest.hexdigest()}, expected {md5}; "
+                                   f"the file was discarded; try again, or {by_hand}")
     except (OSError, http.client.HTTPException) as e:  # a dropped connection, a stalled read, a full disk
         why = f"no data for {timeout} s" if isinstance(e, TimeoutError) else _reason(e)
         raise MinivggError(f"download of {dest.name} from {url} failed after {done / MB:.1f} MB "
                            f"({why}); try again, or {by_hand}") from None
-    finally:
-        if os.path.exists(part):
-            os.remove(part)
 
 
 def _open(url, timeout, name, by_hand):

@@ -19,14 +19,13 @@ sees half a file, and an interrupted write leaves the old file as it was.
 import datetime
 import io
 import json
-import os
-import tempfile
 import zipfile
 
 import h5py
 import numpy as np
 
 from ..errors import MinivggError
+from .atomic import replacing
 from .keras_files import unique_paths
 from .keras_model import KERAS_CLASSES
 from ..network.table import TOP_SIZE, shapes
@@ -109,22 +108,12 @@ def _weights_legacy(model, f):
 
 def _write_atomic(path, write):
     """Call write(temporary path) in path's folder, then rename it onto ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+        target = replacing(path)  # the temporary file is made here, with the mode open() would give
     except OSError as e:
         raise MinivggError(f"cannot write {path}: {e.strerror}") from None
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
+    with target as tmp:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the file gets the mode open() would give it
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save(model, path):

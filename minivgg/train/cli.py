@@ -27,11 +27,11 @@ unwritable ``--out``, a checkpoint of another run with ``--resume``) print ``err
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from ..errors import MinivggError, error_line
+from ..files.atomic import replacing
 from ..network.table import ARCHS, MIN_SIZE
 from ..network.vgg import VGG16, VGG19
 from ..visualize.cli import conv_weights
@@ -109,10 +109,8 @@ def _base(args, sample):
 
 
 def _write_text(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def run(args, log=print):

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from ..files.atomic import replacing
 from ..jit import shared_gemms
 from .data import augment, center, preprocess
 from .loss import accuracy, cross_entropy
@@ -100,10 +101,8 @@ def save_checkpoint(path, model, trainable, optimizer, state, best):
     for name, (k, b) in (best or {}).items():
         arrays[f"best/{name}/kernel"], arrays[f"best/{name}/bias"] = k, b
     arrays.update((f"opt/{k}", v) for k, v in optimizer.state().items())
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" to it
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path):

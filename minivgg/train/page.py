@@ -14,7 +14,6 @@ The pages of the other scripts run on the trained model in folders under ``--out
 import base64
 import html
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +170,4 @@ def write(out, model, history, best, classes, logits, y, images, paths, skipped,
                 "optimizer": f"{args.optimizer} (lr {args.lr or 'default'})", "batch": args.batch,
                 "size": args.size, "augment": args.augment, "seed": args.seed}
     text = render(out, model, history, best, classes, logits, y, images, paths, skipped, settings)
-    report.write_page(Path(out) / "index.html", text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(Path(out) / "index.html", 0o666 & ~umask)  # write_page's temporary file was private
+    report.write_page(Path(out) / "index.html", text)  # with the mode open() gives (files/atomic.py)

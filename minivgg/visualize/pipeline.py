@@ -23,9 +23,7 @@ tests/test_visualize_many.py holds the files to it). The top's dense layers are 
 their scores may differ in the last bits, which the page's one-decimal percentages do not show.
 """
 import functools
-import os
 import queue
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import MinivggError
+from ..files.atomic import replacing
 from ..files.imagenet import top_classes
 from ..jit import blas_threads
 from ..files.preprocess import preprocess_input
@@ -63,19 +62,10 @@ class Item:
 
 
 def save_atomic(image, path, fmt="jpg"):
-    """``save_image`` to a temporary name in the same folder, then os.replace: never half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """``save_image`` to a temporary name in the same folder, then os.replace: never half a file (an
+    OSError names ``path``, not the temporary file: ``files/atomic.py``)."""
+    with replacing(path) as tmp:
         save_image(image, tmp, fmt)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(e, OSError) and e.filename == tmp:
-            e.filename = str(path)  # name the file the user asked for, not the temporary one
-        raise
 
 
 class Writers:

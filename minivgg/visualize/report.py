@@ -12,12 +12,11 @@ between ``RELATED`` markers (``related_html``), which ``link_related`` rewrites 
 pages when a new page joins them.
 """
 import html
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from ..files.atomic import replacing
 from ..network.receptive_field import receptive_fields as fields_of
 from ..network.table import TITLES, layers
 from .grids import CMAPS
@@ -252,13 +251,5 @@ def link_related(folder):
 
 def write_page(path, text):
     """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then os.replace."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
