@@ -34,7 +34,7 @@ from ..files.atomic import replacing
 from ..files.preprocess import load_image
 from ..network.table import ARCHS, MIN_SIZE, TITLES, TOP_SIZE, conv_base, shapes
 from ..visualize.grids import tile_images
-from ..visualize.cli import MODELS, conv_weights
+from ..visualize.cli import MODELS, conv_weights, prepare_out
 from . import page as pages
 from .optimise import LEARNING_RATE, Objective, optimise, to_image
 from .param import PARAMS
@@ -150,17 +150,6 @@ def load_model(weights, objective, arch=None):
     return model
 
 
-def prepare_out(out):
-    """Create ``out`` and delete what an earlier run of ours left there (index.html first)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        old = [f for f in os.listdir(out) if OURS.fullmatch(f) and (out / f).is_file()]
-        for f in sorted(old, key=lambda f: f != "index.html"):  # the page goes first
-            (out / f).unlink()
-    except OSError as e:
-        raise MinivggError(f"cannot write to {out}: {e.strerror or e}") from None
-
-
 def file_name(objective, target):
     return f"{objective.layer}_dream.png" if objective.kind == "dream" else f"{objective.layer}_{target}.png"
 
@@ -224,7 +213,7 @@ def run(args):
         photo = load_image(start, target_size=(size, size), min_source_size=MIN_SIZE)  # (S, S, 3) RGB 0..255
     model = load_model(args.weights, objective, args.arch)
     out = Path(args.out) if args.out else Path("activations") / f"features_{args.layer}"
-    prepare_out(out)  # only now: bad options, image or weights above leave an earlier run's files as they were
+    prepare_out(out, OURS)  # only now: bad options, image or weights above leave an earlier run's files as they were
     start_file = None
     if photo is not None:
         start_file = "start.png"

@@ -162,11 +162,12 @@ def load_input(path, size):
     return load_image(path, target_size=(size, size), min_source_size=MIN_SIZE)
 
 
-def prepare_out(out):
-    """Create ``out`` and delete what an earlier run of ours left there (index.html first)."""
+def prepare_out(out, ours=OURS):
+    """Create ``out`` and delete what an earlier run of ours left there (index.html first); ``ours``:
+    the names this command writes (features.py passes its own)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        old = [f for f in os.listdir(out) if OURS.fullmatch(f) and (out / f).is_file()]
+        old = [f for f in os.listdir(out) if ours.fullmatch(f) and (out / f).is_file()]
         for f in sorted(old, key=lambda f: f != "index.html"):  # the page goes first
             (out / f).unlink()
     except OSError as e:
