@@ -2,8 +2,9 @@
 
 Its message is a single line that says what is wrong and, where possible, what to do about it.
 The command-line scripts print it as ``error: <message>`` and exit with status 1, without a
-traceback. Anything else that escapes is a bug in minivgg.
+traceback (``run_command``). Anything else that escapes is a bug in minivgg.
 """
+import sys
 
 
 class MinivggError(Exception):
@@ -17,3 +18,17 @@ def error_line(e):
         return f"error: {e}"
     why = e.strerror or str(e) or type(e).__name__
     return f"error: {why}: {e.filename}" if e.filename else f"error: {why}"
+
+
+def run_command(run, args, interrupted="interrupted"):
+    """Run a command's body ``run(args)`` as every minivgg command does: returns (its result, None), or
+    (None, exit status) after printing one line to stderr: 1 for a MinivggError or an OSError while
+    writing (``error_line``), 130 for Ctrl-C (``interrupted``: what the command says it kept)."""
+    try:
+        return run(args), None
+    except (MinivggError, OSError) as e:
+        print(error_line(e), file=sys.stderr)
+        return None, 1
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return None, 130

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MinivggError, error_line
+from ..errors import MinivggError, run_command
 from ..files.atomic import replacing
 from ..files.image_files import find_images
 from ..files.preprocess import preprocess_input
@@ -319,14 +319,10 @@ def projections(model, layer, shape, chunk, imgs, batch):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        page, failed, total, interrupted = run(args)
-    except (MinivggError, OSError) as e:
-        print(error_line(e), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    result, code = run_command(run, args)
+    if code is not None:
+        return code
+    page, failed, total, interrupted = result
     if interrupted:
         return 130
     print(f"{'page' if page.suffix == '.html' else 'scan'}: {page.resolve()}")

@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 from ..visualize import report
-from ..errors import MinivggError, error_line
+from ..errors import MinivggError, run_command
 from ..files.atomic import replacing
 from ..files.imagenet import load_class_index, top_classes
 from ..files.preprocess import load_image, preprocess_input
@@ -341,13 +341,9 @@ def write_json(record, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        page = run(args)
-    except (MinivggError, OSError) as e:  # OSError: writing the output (a full disk, a folder that went away, ...)
-        print(error_line(e), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: the earlier output (if any) is as it was", file=sys.stderr)
-        return 130
+    result, code = run_command(run, args, "interrupted: the earlier output (if any) is as it was")
+    if code is not None:
+        return code
+    page = result
     print(f"page: {page.resolve()}")
     return 0

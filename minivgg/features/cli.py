@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..visualize import report
-from ..errors import MinivggError, error_line
+from ..errors import MinivggError, run_command
 from ..files.atomic import replacing
 from ..files.preprocess import load_image
 from ..network.table import ARCHS, MIN_SIZE, TITLES, TOP_SIZE, conv_base, shapes
@@ -278,13 +278,9 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        page, interrupted = run(args)
-    except (MinivggError, OSError) as e:  # OSError: writing the output (a full disk, a folder that went away, ...)
-        print(error_line(e), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # before the optimisation started, or while writing the page
-        print("interrupted", file=sys.stderr)
-        return 130
+    result, code = run_command(run, args)
+    if code is not None:
+        return code
+    page, interrupted = result
     print(f"page: {page.resolve()}")
     return 130 if interrupted else 0

@@ -30,7 +30,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import MinivggError, error_line
+from ..errors import MinivggError, run_command
 from ..files.atomic import replacing
 from ..network.table import ARCHS, MIN_SIZE
 from ..network.vgg import VGG16, VGG19
@@ -179,13 +179,9 @@ def run(args, log=print):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        out = run(args)
-    except (MinivggError, OSError) as e:
-        print(error_line(e), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: the best epoch so far and the history are kept; --resume goes on", file=sys.stderr)
-        return 130
+    result, code = run_command(run, args, "interrupted: the best epoch so far and the history are kept; --resume goes on")
+    if code is not None:
+        return code
+    out = result
     print(f"page: {(out / 'index.html').resolve()}")
     return 0

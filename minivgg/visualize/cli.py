@@ -51,7 +51,7 @@ from pathlib import Path
 from . import pipeline
 from . import report
 from . import summary_page
-from ..errors import MinivggError, error_line
+from ..errors import MinivggError, run_command
 from ..files.image_files import find_images, folder_names
 from ..files.imagenet import read_labels
 from ..files.preprocess import load_image
@@ -401,14 +401,10 @@ def write_summary(job, items, side, page, batch):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        page, failed, total = run(args)
-    except (MinivggError, OSError) as e:  # OSError: writing the output (a full disk, a folder that went away, ...)
-        print(error_line(e), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    result, code = run_command(run, args)
+    if code is not None:
+        return code
+    page, failed, total = result
     print(f"page: {page.resolve()}")
     if failed:
         print(f"error: {failed} of {total} images could not be read (listed on the page)", file=sys.stderr)
