@@ -7,8 +7,8 @@
 import argparse
 import sys
 
-from .layers.conv import METHODS
 from .errors import MinivggError
+from .layers.conv import METHODS
 from .network.table import ARCHS, TOP_SIZE, layers, plan, summary
 from .network.vgg import VGG, VGG16, VGG19
 

@@ -34,9 +34,9 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ..errors import MinivggError
 from ..layers.conv import (conv2d_backward_input, conv2d_backward_weights, conv2d_direct, conv2d_im2col, conv2d_naive,
                            transpose_kernel)
-from ..errors import MinivggError
 from ..network.table import layers, shapes
 
 LAYERS = layers("vgg16")  # VGG16's table with the top

@@ -41,12 +41,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..visualize import report
 from ..errors import MinivggError, run_command
 from ..files.atomic import replacing
 from ..files.imagenet import load_class_index, top_classes
 from ..files.preprocess import load_image, preprocess_input
 from ..network.table import ARCHS, MIN_SIZE, TOP_SIZE
+from ..visualize import report
 from ..visualize.cli import MODELS, conv_weights
 from . import METHODS
 from . import page as pages

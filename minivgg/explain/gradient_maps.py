@@ -21,8 +21,8 @@ summed as they come back, so memory is that of one batch of 8, whatever M is.
 """
 import numpy as np
 
-from ..jit import many_passes
 from ..files.preprocess import preprocess_input
+from ..jit import many_passes
 from .targets import BATCH, chunks, resolve, score
 
 

@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..network.backprop import channel_mean, class_score
 from ..errors import MinivggError
+from ..network.backprop import channel_mean, class_score
 
 BATCH = 8  # images per backward pass when a method sends many copies (SmoothGrad, IG): bounds memory
 

@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..visualize import report
 from ..errors import MinivggError, run_command
 from ..files.atomic import replacing
 from ..files.preprocess import load_image
 from ..network.table import ARCHS, MIN_SIZE, TITLES, TOP_SIZE, conv_base, shapes
-from ..visualize.grids import tile_images
+from ..visualize import report
 from ..visualize.cli import MODELS, conv_weights, prepare_out
+from ..visualize.grids import tile_images
 from . import page as pages
 from .optimise import LEARNING_RATE, Objective, optimise, to_image
 from .param import PARAMS

@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..network.backprop import channel_mean, class_score
 from ..errors import MinivggError
+from ..network.backprop import channel_mean, class_score
 from ..network.table import shapes
 
 OBJECTIVES = ("channel", "class", "dream")

@@ -11,8 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..visualize import report
 from ..files.imagenet import load_class_index
+from ..visualize import report
 
 
 class Card(NamedTuple):

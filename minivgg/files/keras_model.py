@@ -15,10 +15,9 @@ This module puts the two together for the network (``network/table.py``):
 """
 from ..errors import MinivggError
 from ..layers.dense import ACTIVATIONS
-from ..network.table import (ARCHS, MIN_SIZE, TITLES, TOP_SIZE, Row, conv_base, detect_arch, layers, shapes)
+from ..network.table import ARCHS, MIN_SIZE, TITLES, TOP_SIZE, Row, conv_base, detect_arch, layers, shapes
 from .keras_files import open_model_file, read_config, unique_paths
 from .weights import load_params
-
 
 KERAS_CLASSES = {  # row kind -> the Keras layer class it computes
     "conv": "Conv2D",

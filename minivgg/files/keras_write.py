@@ -25,10 +25,10 @@ import h5py
 import numpy as np
 
 from ..errors import MinivggError
+from ..network.table import TOP_SIZE, shapes
 from .atomic import replacing
 from .keras_files import unique_paths
 from .keras_model import KERAS_CLASSES
-from ..network.table import TOP_SIZE, shapes
 
 KERAS_VERSION = "3.15.1"  # the Keras whose files these mirror (written into metadata.json and the .h5)
 

@@ -49,9 +49,8 @@ C and K axes swapped, w_t = ``transpose_kernel(w)`` (KH, KW, K, C). For VGG16's 
 import numba
 import numpy as np
 
-from ..jit import PARALLEL
+from ..jit import PARALLEL, matmul  # matmul: np.matmul, shared among minivgg's threads inside jit.shared_gemms()
 from .im2col import _check as _check_window, im2col, output_size
-from ..jit import matmul  # np.matmul, shared among minivgg's threads inside jit.shared_gemms()
 from .relu import bias_relu, relu_backward
 
 METHODS = ("naive", "im2col", "winograd", "direct")

@@ -55,7 +55,6 @@ import numpy as np
 from ..jit import PARALLEL
 from .relu import backward_rule
 
-
 # Lavin & Gray 2016, section 4.3: F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2, infinity.
 BT = np.array([  # B^T (6, 6): input transform, V = B^T d B
     [4, 0, -5, 0, 1, 0],

@@ -45,9 +45,9 @@ the bottom, under "Performance: skip on a first read".
 """
 import numpy as np
 
+from ..errors import MinivggError
 from ..layers.conv import conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, transpose_kernel
 from ..layers.dense import dense_backward, softmax_backward
-from ..errors import MinivggError
 from ..layers.pool import max_pool2d_backward
 from ..layers.relu import RELU_RULES, relu_backward
 from ..layers.winograd import winograd_kernel

@@ -26,8 +26,8 @@ import copy
 import numpy as np
 
 from ..errors import MinivggError
-from ..files.download import find_weights
 from ..files import keras_write
+from ..files.download import find_weights
 from ..files.keras_model import load
 from ..jit import shared_gemms
 from ..layers import conv as conv_methods

@@ -48,15 +48,13 @@ import threading
 import time
 from pathlib import Path
 
-from . import pipeline
-from . import report
-from . import summary_page
 from ..errors import MinivggError, run_command
 from ..files.image_files import find_images, folder_names
 from ..files.imagenet import read_labels
 from ..files.preprocess import load_image
 from ..network.table import ARCHS, MIN_SIZE, TOP_SIZE, conv_base
 from ..network.vgg import VGG, VGG16, VGG19
+from . import pipeline, report, summary_page
 from .grids import CMAPS, NORMS, grid_name
 
 MODELS = {None: VGG, "vgg16": VGG16, "vgg19": VGG19}  # --arch -> the class (None: as the file says)

@@ -35,11 +35,11 @@ from PIL import Image
 from ..errors import MinivggError
 from ..files.atomic import replacing
 from ..files.imagenet import top_classes
-from ..jit import blas_threads
 from ..files.preprocess import preprocess_input
-from .report import LayerResult
-from .grids import channel_ranges, grid, grid_name, layer_stats, save_image
 from ..files.weights import release
+from ..jit import blas_threads
+from .grids import channel_ranges, grid, grid_name, layer_stats, save_image
+from .report import LayerResult
 
 WRITERS = 2  # writer threads: this machine has 2 cores, and the network mostly waits for the grids
 QUEUE = 2  # activations waiting for a writer, at most

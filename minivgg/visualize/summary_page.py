@@ -12,8 +12,9 @@ image pages: self-contained, nothing from outside, written atomically (``report.
 import html
 from urllib.parse import quote
 
-from .report import STYLE as PAGE_STYLE, page_meta
 from ..network.table import TITLES
+from .report import STYLE as PAGE_STYLE
+from .report import page_meta
 
 STYLE = PAGE_STYLE + """
 .cards { display: flex; flex-wrap: wrap; gap: 10px; }
