@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from minivgg.catalog import cli
-from minivgg.catalog.scan import LayerStats, TopK, image_maxima, load_state, top_k_naive
+from minivgg.catalog.scan import LayerStats, TopK, image_maxima, image_maxima_naive, load_state, top_k_naive
 from minivgg.files.preprocess import load_image, preprocess_input
 from minivgg.network.vgg import VGG16
 
@@ -60,6 +60,36 @@ def test_topk_streamed_in_batches_equals_sorting_everything_with_ties():
         stats = stats.updated(value, row, col, np.arange(start, stop))
     assert [stats.top.entries(c) for c in range(6)] == [[(v, i, r, q) for v, i, r, q in w] for w in want]
     assert stats.fires.tolist() == [sum(a[..., c].max() > 0 for a in acts) for c in range(6)]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 17), (3, 7, 2, 40), (1, 9, 11, 64)])
+def test_image_maxima_equals_its_numpy_twin(shape):
+    # Lopsided maps, channel counts that are not a multiple of a task's 16, ties within a map (small
+    # integers), negative values (a conv output before its ReLU) and all-equal channels.
+    rng = np.random.default_rng(sum(shape))
+    act = rng.integers(-3, 3, shape).astype(np.float32)
+    act[..., 0] = -1.0  # one value everywhere: the first unit
+    for ours, naive in zip(image_maxima(act), image_maxima_naive(act)):
+        np.testing.assert_array_equal(ours, naive)
+
+
+def test_batch_maxima_image_by_image_is_the_batch(weights_notop):
+    # The catalogue's batch-invariant model runs a batch one image at a time (stream.batch_maxima): the same
+    # bits as the batched pass of the same model, and within rounding of the default model's.
+    from minivgg.catalog.stream import batch_maxima
+    from minivgg.network.vgg import VGG16
+
+    x = np.random.default_rng(5).uniform(-100, 100, (3, 40, 36, 3)).astype(np.float32)
+    layers = {"block1_conv2", "block3_conv1", "block4_conv3"}
+    invariant = VGG16(weights=weights_notop, include_top=False, batch_invariant=True)
+    got = batch_maxima(invariant, x, layers)
+    acts = invariant.activations(x)
+    for name in layers:
+        for ours, naive in zip(got[name], image_maxima_naive(acts[name])):
+            np.testing.assert_array_equal(ours, naive)
+    default = batch_maxima(VGG16(weights=weights_notop, include_top=False), x, layers)
+    for name in layers:
+        np.testing.assert_allclose(default[name][0], got[name][0], rtol=1e-4, atol=1e-4 * got[name][0].max())
 
 
 def test_topk_merge_is_order_free():

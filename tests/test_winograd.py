@@ -245,6 +245,25 @@ def test_each_image_of_a_batch_is_bit_for_bit_as_alone(monkeypatch, H, W, block_
         assert_close(alone, conv3x3_winograd(x[n:n + 1], U, b, relu=True)[0])  # the same, but for rounding, as the default
 
 
+def test_each_image_is_as_alone_in_the_cache_blocked_schedule(monkeypatch):
+    # The per-thread schedule (a small U, inside shared_gemms or with one thread) with per_image takes the
+    # images one at a time, each cut into shares and blocks as it is alone: exact equality again.
+    rng = np.random.default_rng(8)
+    x = rng.uniform(0, 3, (3, 24, 20, 64)).astype(np.float32)  # 30 tiles an image
+    w = (rng.standard_normal((3, 3, 64, 64)) * np.sqrt(2 / (9 * 64))).astype(np.float32)
+    U, b = winograd_kernel(w), rng.uniform(-0.5, 0.5, 64).astype(np.float32)
+    calls, per_thread = [], wg._per_thread
+    monkeypatch.setattr(wg, "_per_thread", lambda x, *a: calls.append(len(x)) or per_thread(x, *a))  # images per call
+    with jit.shared_gemms():
+        assert wg._cache_blocked(64, 64)  # the schedule under test
+        batch = conv3x3_winograd(x, U, b, relu=True, per_image=True)
+        alone = [conv3x3_winograd(x[n:n + 1], U, b, relu=True, per_image=True)[0] for n in range(3)]
+    assert calls == [1, 1, 1, 1, 1, 1]  # the batch one image at a time, then each image alone
+    for n in range(3):
+        np.testing.assert_array_equal(batch[n], alone[n], err_msg=f"image {n}")
+    assert_close(batch, conv2d_naive(x, w, b, stride=1, pad=1, relu=True))
+
+
 def test_vgg16_sized_layer():
     # One real VGG16 shape (block4_conv1 of a 112x112 input: 14x14, 256 -> 512 channels), He-scaled
     # weights as in the model; long sums (2304 terms) are where float32 rounding adds up.

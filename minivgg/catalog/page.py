@@ -148,12 +148,17 @@ def feature_images(out, layer, channels):
         siblings = sorted(os.listdir(parent))
     except OSError:
         return found
+    wanted = {f"{layer}_{c}.png": c for c in range(channels)}
     for d in siblings:
         folder = os.path.join(parent, d)
         if folder == os.path.abspath(out) or not os.path.isdir(folder):
             continue
-        for c in range(channels):
-            f = os.path.join(folder, f"{layer}_{c}.png")
-            if c not in found and os.path.isfile(f):
-                found[c] = f
+        try:
+            names = os.listdir(folder)  # one listing a folder, not a look-up per channel
+        except OSError:
+            continue
+        for name in sorted(set(names) & wanted.keys()):
+            f = os.path.join(folder, name)
+            if wanted[name] not in found and os.path.isfile(f):
+                found[wanted[name]] = f
     return found

@@ -11,7 +11,8 @@ resumed run and an uninterrupted one give the same lists entry for entry. Memory
 channel whatever the number of images, plus per channel a count of the images it fires on (maximum
 > 0) and a histogram of its maxima on fixed bins (``HIST_EDGES``), both sums, so they merge too.
 
-``top_k_naive`` is the twin: every entry of every image kept, sorted once.
+``top_k_naive`` is the twin: every entry of every image kept, sorted once; ``image_maxima_naive``
+(NumPy's argmax) is ``image_maxima``'s.
 
 ``State`` is all of it for one run (or one shard): the TopKs, the counts, which images are done and
 which failed, and the ``key`` (the command's settings) that a resumed run must match. ``save`` writes
@@ -20,10 +21,12 @@ it to one ``.npz`` file atomically (a temporary file, then os.replace), ``load_s
 import json
 import os
 
+import numba
 import numpy as np
 
 from ..errors import MinivggError
 from ..files.atomic import replacing
+from ..jit import PARALLEL
 
 STATE_FILE = "catalog-state.npz"
 # Histogram of a channel's per-image maxima: bin 0 is "<= 0" (the channel did not fire), then powers of
@@ -32,8 +35,8 @@ HIST_EDGES = np.concatenate([[0.0], 2.0 ** np.arange(-4, 15)])  # 20 edges -> 21
 BINS = len(HIST_EDGES) + 1
 
 
-def image_maxima(act):
-    """Each image's largest activation per channel and where it is.
+def image_maxima_naive(act):
+    """Each image's largest activation per channel and where it is, in NumPy: the twin of ``image_maxima``.
 
     act: (N, H', W', C). Returns value (N, C) float32, row (N, C) and col (N, C) int64: the first unit
     in row-major order that holds the maximum (np.argmax returns the first).
@@ -42,6 +45,49 @@ def image_maxima(act):
     flat = act.reshape(N, h * w, C)  # (N, H'*W', C), rows of the map one after another
     at = flat.argmax(axis=1)  # (N, C) index of the first maximum
     value = np.take_along_axis(flat, at[:, None, :], axis=1)[:, 0]  # (N, C)
+    return value, at // w, at % w
+
+
+CHANNELS_PER_TASK = 16  # one 64-byte cache line of float32 channels per unit: a task's share of a row
+
+
+@numba.njit(**PARALLEL)
+def _image_maxima(flat, value, at):
+    # flat: (N, P, C), P = H'*W' units in row-major order; value (N, C) float32, at (N, C) int64 out.
+    # One task per image and block of CHANNELS_PER_TASK channels: it walks the P units in order and keeps,
+    # per channel, the largest value and the first unit that holds it (strictly greater replaces).
+    N, P, C = flat.shape
+    blocks = (C + CHANNELS_PER_TASK - 1) // CHANNELS_PER_TASK
+    for task in numba.prange(N * blocks):
+        n, c0 = task // blocks, (task % blocks) * CHANNELS_PER_TASK
+        c1 = min(C, c0 + CHANNELS_PER_TASK)
+        best = flat[n, 0, c0:c1].copy()  # (c1 - c0,) the first unit's values
+        where = np.zeros(c1 - c0, np.int64)
+        for p in range(1, P):
+            row = flat[n, p, c0:c1]
+            for c in range(c1 - c0):
+                if row[c] > best[c]:
+                    best[c] = row[c]
+                    where[c] = p
+        value[n, c0:c1] = best
+        at[n, c0:c1] = where
+
+
+def image_maxima(act):
+    """Each image's largest activation per channel and where it is: the same as ``image_maxima_naive``
+    (tests/test_catalog.py), in one parallel pass over the activations instead of NumPy's argmax along a
+    strided axis (measured 5-10x faster on VGG16's maps: docs/catalog.md).
+
+    act: (N, H', W', C) float32 without NaN (a NaN would be the maximum for np.argmax, never here).
+    Returns value (N, C) float32, row (N, C) and col (N, C) int64: the first unit in row-major order that
+    holds the maximum.
+    """
+    N, h, w, C = act.shape
+    if h * w == 0:
+        raise ValueError(f"an activation map needs at least one unit, got {act.shape}")
+    flat = np.ascontiguousarray(act, dtype=np.float32).reshape(N, h * w, C)  # (N, H'*W', C)
+    value, at = np.empty((N, C), np.float32), np.empty((N, C), np.int64)
+    _image_maxima(flat, value, at)
     return value, at // w, at % w
 
 

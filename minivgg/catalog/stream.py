@@ -74,16 +74,25 @@ class _Interrupt:
 
 
 def batch_maxima(model, x, layers):
-    """One forward pass of x (N, S, S, 3), stopping after the last of ``layers``:
-    {layer: (value, row, col), each (N, C)} from ``scan.image_maxima``."""
-    out = {}
-    with shared_gemms():  # one BLAS switch for the pass (jit.py)
-        for name, a in model.forward(x):
-            if name in layers:
-                out[name] = image_maxima(a)
-                if len(out) == len(layers):
+    """The forward pass of x (N, S, S, 3), stopping after the last of ``layers``:
+    {layer: (value, row, col), each (N, C)} from ``scan.image_maxima``.
+
+    A batch-invariant model (the catalogue's, ``cli.load_model``) runs the images one at a time: its
+    GEMMs never mix images anyway, so a batch buys nothing there, while one image's maps (12.8 MB at
+    block1 for 224x224) stay in the cache from one layer to the next, where a batch of 8 goes out to
+    memory and back (measured: docs/catalog.md). The results are the same bits either way.
+    """
+    chunks = [x[n:n + 1] for n in range(len(x))] if model.batch_invariant else [x]  # (1 or N, S, S, 3) each
+    last = [row.name for row in model.layers if row.name in layers][-1]
+    parts = {}
+    with shared_gemms():  # one BLAS switch for the batch (jit.py)
+        for chunk in chunks:
+            for name, a in model.forward(chunk):
+                if name in layers:
+                    parts.setdefault(name, []).append(image_maxima(a))  # (value, row, col), (n, C) each
+                if name == last:
                     break
-    return out
+    return {name: tuple(np.concatenate(p) for p in zip(*found)) for name, found in parts.items()}
 
 
 def scan(model, state, load, batch, save=None, every=256, on_image=None, on_failed=None):

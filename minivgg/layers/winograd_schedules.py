@@ -130,9 +130,9 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
     The tiles go through in blocks of at most ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M, the
     two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size. With
     ``per_image``, blocks hold whole images (or, for a large image, the same part of each), one GEMM
-    per image. Inside ``jit.shared_gemms()`` or with one thread, without ``per_image``, a layer with a
-    small U (``_cache_blocked``) takes the other schedule, ``_per_thread``; the results agree to
-    float32 rounding (the GEMMs are cut differently).
+    per image. Inside ``jit.shared_gemms()`` or with one thread, a layer with a small U
+    (``_cache_blocked``) takes the other schedule, ``_per_thread`` (with ``per_image``, one image at a
+    time, cut as it is alone); the results agree to float32 rounding (the GEMMs are cut differently).
     """
     x, U, b = _check(x, U, b)
     N, H, W, C = x.shape
@@ -145,8 +145,9 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
             raise ValueError(f"relu_below's y must be {(N, H, W, K)}, got {gate.shape}")
     TH, TW = tiles(H, W)
     out = np.empty((N, H, W, K), dtype=np.float32)
-    if not per_image and _cache_blocked(C, K):  # see _per_thread
-        _per_thread(x, U, b, bool(relu), gate, rule, TH, TW, out)
+    if _cache_blocked(C, K):  # see _per_thread; with per_image, one image at a time (as it runs alone)
+        for n0, n1 in ([(n, n + 1) for n in range(N)] if per_image else [(0, N)]):
+            _per_thread(x[n0:n1], U, b, bool(relu), gate if rule < 0 else gate[n0:n1], rule, TH, TW, out[n0:n1])
         return out
     P = TH * TW  # tiles per image
     most = max(1, BLOCK_FLOATS // (PATCH * PATCH * max(C, K)))  # tiles per block, at most

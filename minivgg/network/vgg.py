@@ -37,7 +37,10 @@ from ..layers.winograd import winograd_kernel
 from ..layers.winograd_schedules import conv3x3_winograd
 from . import backprop
 from .receptive_field import receptive_field
-from .table import TITLES, TOP_SIZE, check_size, conv_base, input_size, layers, plan, random_params, table
+from .table import TITLES, TOP_SIZE, check_size, conv_base, input_size, layers, plan, random_params, shapes, table
+
+
+DEPTH_FIRST_FLOATS = 1 << 19  # an image's map larger than this (2 MB) goes through ``output`` image by image
 
 
 class VGG:
@@ -136,10 +139,27 @@ class VGG:
 
     def __call__(self, x):
         """The last layer's output: (N, classes) scores with a top or head, else block5_pool."""
+        return self.output(x)
+
+    def output(self, x, layer=None):
+        """The output of ``layer`` (default: the last) for x (N, H, W, 3): ``forward`` run up to it.
+
+        Depth-first where the maps are large: a batch goes through the first rows image by image
+        (``_depth_first``), the rest of the way together. The results are those of one batched pass up
+        to float32 rounding (the same bits with ``batch_invariant``).
+        """
+        names = [row.name for row in self.layers]
+        stop = names[-1] if layer is None else layer
+        if stop not in names:
+            raise MinivggError(f"this model has no layer {stop}")
+        x = self._check_input(x)  # (N, H, W, 3)
+        split = min(self._depth_first(*x.shape[1:3]), names.index(stop)) if len(x) > 1 else -1
         with shared_gemms():  # one BLAS switch for the pass (jit.py)
-            for _, a in self.forward(x):
-                pass
-        return a
+            if split >= 0:  # rows 0 .. split image by image: (N, H', W', C') after them
+                x = np.concatenate([self._run(x[n:n + 1], names[split]) for n in range(len(x))])
+                if names[split] == stop:
+                    return x
+            return self._run(x, stop, start=names[split + 1] if split >= 0 else None)
 
     def activations(self, x, layers=None):
         """A dict, in layer order: layer name -> activation (see ``forward``).
@@ -224,6 +244,27 @@ class VGG:
     # it was measured faster, im2col elsewhere); all give the same convolution up to float32 rounding.
     # Winograd first transforms the kernel, U = G g G^T (36, C, K); that is done once per layer at load
     # and kept (``keep_transformed``), rather than on every call.
+
+    def _run(self, x, stop, start=None):
+        """``forward`` from ``start`` (x its input; None: the images) up to row ``stop``; its output."""
+        for name, a in self.forward(x, start=start):
+            if name == stop:
+                return a
+
+    def _depth_first(self, height, width):
+        """The index of the last row ``output`` runs image by image: the last one whose output holds more
+        than ``DEPTH_FIRST_FLOATS`` floats an image; -1 when none does (small images).
+
+        Why: at 224x224 block1's maps are 12.8 MB an image, 103 MB for a batch of 8, far more than the
+        cache (32 MB of L3 here), so a batched pass sends every layer's input and output out to memory
+        and back, while one image's maps stay in the cache from one layer to the next. Past block3 the
+        maps are small and a batch makes the GEMMs larger (U, 36 MB for a 512 -> 512 layer, read once a
+        block of tiles rather than once an image). Measured at 224, batch 8, side by side: depth-first
+        through block3 0.85-0.89x the time of the batched pass (docs/performance.md).
+        """
+        big = [i for i, (_, shape, _) in enumerate(shapes(self.layers, height, width, batch=1))
+               if int(np.prod(shape)) > DEPTH_FIRST_FLOATS]
+        return big[-1] if big else -1
 
     def _keep_winograd_kernels(self):
         """Transform every Winograd layer's kernel now and keep it, unless told not to (then ``_conv``

@@ -116,6 +116,12 @@ def step(model, x, y, optimizer, trainable=None, seed=0, start=None, return_logi
         raise MinivggError("training needs a model whose last layer is a softmax dense layer (see train.with_head)")
     x = model._check_input(x) if start is None else np.asarray(x, np.float32)  # (N, H, W, 3), or start's input
     y = np.asarray(y)
+    if start is None:  # the frozen conv rows below the lowest trainable one: one inference pass, kept nowhere
+        rows = [row.name for row in model.layers]
+        base = sum(1 for row in model.layers if row.kind in ("conv", "pool"))  # the conv base comes first
+        frozen = min(min(rows.index(n) for n in names), base) - 1  # the last frozen row of the conv base
+        if frozen >= 0:  # model.output runs large maps image by image (depth-first: vgg.py)
+            x, start = model.output(x, rows[frozen]), rows[frozen + 1]  # x: the input of row ``start``
     result = {}
 
     def seed_logits(z):  # z (N, U), the scores before the softmax: dL/dz for the backward pass
