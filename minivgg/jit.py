@@ -89,7 +89,7 @@ def _find_openblas():
             for prefix, suffix in (("scipy_", "64_"), ("", ""), ("", "64_"), ("scipy_", "")):
                 get, put = (getattr(lib, f"{prefix}openblas_{what}_num_threads{suffix}", None) for what in ("get", "set"))
                 if get is not None and put is not None:
-                    found = (get, put)
+                    found = (get, put, getattr(lib, f"{prefix}openblas_get_corename{suffix}", None))
                     break
             if found is not None:
                 break
@@ -108,10 +108,22 @@ def blas_threads(n):
     found = _find_openblas()
     if found is None:
         return None
-    get, put = found
+    get, put, _ = found
     old = get()
     put(ctypes.c_int(n))
     return old
+
+
+def blas_core():
+    """The kernel set NumPy's OpenBLAS runs ("Haswell": AVX2, "SkylakeX": AVX-512, ...), or None where
+    it cannot be asked. OpenBLAS picks it for the CPU at start, unless ``OPENBLAS_CORETYPE`` names one;
+    on a CPU with AVX-512 a forced "Haswell" runs at about half its sgemm speed (docs/performance.md)."""
+    found = _find_openblas()
+    if found is None or found[2] is None:
+        return None
+    corename = found[2]
+    corename.restype = ctypes.c_char_p
+    return corename().decode(errors="replace")
 
 
 # ------------------------------------------------------------------------------------ shared GEMMs

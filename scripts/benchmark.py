@@ -687,7 +687,10 @@ def run(args, threads, late):
     machine["sgemm_gflops"] = sgemm
 
     v = machine["versions"]
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores; " + ", ".join(f"{k} {v[k]}" for k in v))
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores; " + ", ".join(f"{k} {v[k]}" for k in v)
+          + f"; OpenBLAS kernels {machine['blas_core']}")
+    if bench.blas_note(machine):
+        notes.append(bench.blas_note(machine))
     print(f"threads: {threads} for everyone: {'='.join(THREAD_VARS)}={threads}"
           + (f", TensorFlow intra-op {threads} inter-op 1" if "tensorflow" in frameworks else "")
           + (f", torch.set_num_threads({threads}) inter-op 1" if "pytorch" in frameworks else ""))

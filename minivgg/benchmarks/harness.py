@@ -35,6 +35,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..errors import MinivggError
+from ..jit import blas_core
 from ..layers.conv import (conv2d_backward_input, conv2d_backward_weights, conv2d_direct, conv2d_im2col, conv2d_naive,
                            transpose_kernel)
 from ..network.table import layers, shapes
@@ -388,4 +389,16 @@ def machine_info(threads):
         "threads": threads,
         "platform": platform.platform(),
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__, "blas": blas},
+        "blas_core": blas_core(),
+        "blas_env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ},
     }
+
+
+def blas_note(machine):
+    """A line for the table header where the environment forces OpenBLAS's kernels, else None."""
+    forced = machine.get("blas_env") or {}
+    if not forced:
+        return None
+    return (f"{' '.join(f'{k}={v}' for k, v in forced.items())} is set: OpenBLAS runs its {machine['blas_core']} kernels, "
+            "not the ones it would pick for this CPU (on an AVX-512 CPU about half the sgemm speed). To time "
+            "this machine's own: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/benchmark.py ...")
