@@ -115,8 +115,10 @@ def test_flatten_head_from_legacy_h5_and_keras_archive(finetuned):
         assert model(np.zeros((2, 64, 80, 3), np.float32)).shape == (2, 5)
         with pytest.raises(MinivggError, match="takes 64x80 images"):
             model(np.zeros((80, 64, 3), np.float32))
+        assert model.dropout == {"dropout": 0.5}  # the fixture's Dropout(0.5), from the config
         notop = VGG16(weights=path, include_top=False)  # the conv base alone: any size again
         assert notop.top == () and notop.input_size is None and "fc_new" not in notop.params
+        assert notop.dropout == {}
     assert "fc_new" in VGG16(weights=h5).summary() and "(None, 5)" in VGG16(weights=h5).summary()
 
 
@@ -189,8 +191,12 @@ def test_a_config_naming_a_resnet(tf, finetuned, tmp_path):
         (lambda cfg: head_layer(cfg, "classes")["inbound_nodes"][0]["args"][0]["config"].update(
             keras_history=["flatten", 0, 0]),
          r"layer 'classes' \(Dense\) takes its input from flatten, not from 'dropout' alone"),
+        (lambda cfg: head_layer(cfg, "dropout")["config"].update(rate=1.0),
+         r"layer 'dropout' \(Dropout\) has rate 1.0, not a number in \[0, 1\)"),
+        (lambda cfg: head_layer(cfg, "dropout")["config"].update(rate="0.3"),
+         r"layer 'dropout' \(Dropout\) has rate '0.3', not a number in \[0, 1\)"),
     ],
-    ids=["tanh", "unknown-layer", "5x5-conv", "not-vgg", "branch"],
+    ids=["tanh", "unknown-layer", "5x5-conv", "not-vgg", "branch", "rate-1", "rate-text"],
 )
 def test_config_layers_minivgg_cannot_compute(finetuned, tmp_path, change, message):
     (_, archive), _ = finetuned["flatten"]
@@ -200,6 +206,26 @@ def test_config_layers_minivgg_cannot_compute(finetuned, tmp_path, change, messa
         return cfg
 
     one_line_error(message, weights=rewrite_archive(archive, tmp_path / "edited.keras", config=edit))
+
+
+def test_dropout_rate_from_the_config_and_keras_default_without_one(finetuned, tmp_path):
+    from minivgg.files.keras_model import DEFAULT_RATE
+
+    (_, archive), _ = finetuned["flatten"]
+
+    def rate(value):
+        def edit(cfg):
+            c = head_layer(cfg, "dropout")["config"]
+            c.pop("rate")
+            if value is not None:
+                c["rate"] = value
+            return cfg
+        return edit
+
+    path = rewrite_archive(archive, tmp_path / "r.keras", config=rate(0.2))
+    assert VGG(weights=path).dropout == {"dropout": 0.2}  # the file's rate, not the fixture's 0.5
+    path = rewrite_archive(archive, tmp_path / "none.keras", config=rate(None))
+    assert VGG(weights=path).dropout == {"dropout": DEFAULT_RATE} and DEFAULT_RATE == 0.5  # Keras' usual rate
 
 
 def test_names_from_a_file_stay_names(finetuned, tmp_path, monkeypatch):

@@ -1,6 +1,10 @@
 """The learning step's parts against their twins: the loss and its gradient (naive twin, central
 differences), SGD and Adam (element-by-element twins), with_head (Keras' names and initialiser), and
 what a step runs and changes (frozen layers untouched, no backward below the lowest trainable layer)."""
+import json
+import zipfile
+
+import h5py
 import numpy as np
 import pytest
 
@@ -10,6 +14,7 @@ from minivgg.network import backprop
 from minivgg.train import SGD, Adam, cross_entropy, step, trainable_from, with_head
 from minivgg.train.loss import accuracy, cross_entropy_naive
 from minivgg.train.optimizers import adam_update_naive, sgd_update_naive
+from minivgg.train.step import DropoutMasks
 
 SIZE = (32, 48)
 
@@ -191,3 +196,53 @@ def test_saved_files_read_back_in_minivgg_with_their_head(base, tmp_path):
             back = VGG(weights=model.save(tmp_path / f"{head}.{ext}"))
             assert back.layers == model.layers and back.input_size == model.input_size
             assert np.array_equal(back(x), model(x))
+
+
+def saved_rates(path):
+    """{Dropout layer: rate} as a saved file's config says, read without minivgg."""
+    path = str(path)
+    if path.endswith(".keras"):
+        with zipfile.ZipFile(path) as z:
+            cfg = json.loads(z.read("config.json"))
+    else:
+        with h5py.File(path, "r") as f:
+            cfg = json.loads(f.attrs["model_config"])
+    return {layer["config"]["name"]: layer["config"]["rate"] for layer in cfg["config"]["layers"]
+            if layer["class_name"] == "Dropout"}
+
+
+def dropped_share(model, x, layer, rate, seed=0):
+    """A training-mode forward pass with step's masks: the share of ``layer``'s live inputs (not zero
+    already: ReLU outputs) that it zeroes; the kept ones must come out scaled by 1 / (1 - rate)."""
+    names = [row.name for row in model.layers]
+    below = names[names.index(layer) - 1]
+    acts = {name: a for name, a in model.forward(x, dropout=DropoutMasks(model, seed))}
+    a_in, a_out = acts[below], acts[layer]  # (N, D) each
+    live = a_in != 0
+    kept = live & (a_out != 0)
+    # a float32 product against float32 1/(1-rate): a few ulps
+    np.testing.assert_allclose(a_out[kept], a_in[kept] / (1 - rate), rtol=1e-6)
+    return float(1 - kept.sum() / live.sum())
+
+
+def test_dropout_rates_travel_through_saved_files(base, tmp_path):
+    rng = np.random.default_rng(9)
+    x, y = rand(rng, 2, *SIZE, 3) * 30, np.array([0, 2])
+    model = with_head(base, 3, hidden=(1024,), dropout=0.3, size=SIZE)
+    assert model.dropout == {"dropout": 0.3}
+    for ext in ("keras", "h5"):
+        path = model.save(tmp_path / f"m.{ext}")
+        assert saved_rates(path) == {"dropout": 0.3}
+        back = VGG(weights=path)
+        assert back.dropout == {"dropout": 0.3}  # was no attribute at all: 0.5 in training
+        again = back.save(tmp_path / f"again.{ext}")
+        assert saved_rates(again) == {"dropout": 0.3} and VGG(weights=again).dropout == {"dropout": 0.3}
+        notop = VGG(weights=path, include_top=False)  # what minivgg-train's --weights reads: a new head follows
+        assert notop.dropout == {}
+        assert with_head(notop, 3, hidden=(4,), dropout=0.6, size=SIZE).dropout == {"dropout": 0.6}  # --dropout
+        # ~1000 live units of 2 x 1024: the share dropped has std sqrt(0.3 * 0.7 / 1000) ~ 0.015, so
+        # +-0.05 is over 3 std, and 0.5 (the old assumption) is 13 std outside
+        assert abs(dropped_share(back, x, "dropout", 0.3) - 0.3) < 0.05
+        # the step itself: the same weights, seed and masks as the model it was saved from, the same loss
+        assert step(back, x, y, SGD(0.01), seed=3) == step(with_head(base, 3, hidden=(1024,), dropout=0.3, size=SIZE),
+                                                           x, y, SGD(0.01), seed=3)

@@ -11,6 +11,7 @@ import pytest
 from conftest import rand, seeded_weights
 from minivgg import VGG
 from minivgg.train import SGD, Adam, step, trainable_from, with_head
+from test_train import dropped_share
 
 SIZE = (32, 40)  # H != W: a swapped axis would not pass
 
@@ -103,3 +104,24 @@ def test_saved_model_predicts_in_keras_what_minivgg_predicts(tf, tmp_path, batch
             back = VGG(weights=path)  # and minivgg's own reader
             assert [r.name for r in back.layers] == [r.name for r in model.layers]
             assert np.array_equal(back(x), p)
+
+
+def test_a_keras_dropout_rate_is_read_trained_with_and_written_again(tf, tmp_path):
+    import keras
+
+    base = keras.applications.VGG16(weights=None, include_top=False, input_shape=(32, 32, 3))
+    h = keras.layers.Dense(1024, activation="relu", name="dense")(keras.layers.Flatten(name="flatten")(base.output))
+    h = keras.layers.Dropout(0.3, name="dropout")(h)
+    model = keras.Model(base.input, keras.layers.Dense(3, activation="softmax", name="dense_1")(h))
+    seeded_weights(model, 43)
+    x = rand(np.random.default_rng(10), 2, 32, 32, 3) * 40
+    for ext in ("keras", "h5"):
+        path = tmp_path / f"keras.{ext}"
+        model.save(path)  # written by Keras itself
+        ours = VGG(weights=path)
+        assert ours.dropout == {"dropout": 0.3}
+        # ~1000 live units (2 x 1024, ReLU): the share dropped has std ~0.015; +-0.05 is over 3 std,
+        # and the old 0.5 is far outside (and fails the 1 / (1 - rate) scaling check at once)
+        assert abs(dropped_share(ours, x, "dropout", 0.3) - 0.3) < 0.05
+        again = keras.models.load_model(ours.save(tmp_path / f"again.{ext}"))  # minivgg's file, read by Keras
+        assert again.get_layer("dropout").rate == pytest.approx(0.3)

@@ -11,7 +11,11 @@ This module puts the two together for the network (``network/table.py``):
 - ``rows_from_config``: the whole saved model -> (arch, rows, input size): the conv base must be
   VGG16's or VGG19's layer for layer; the head after it is any chain of flatten or a global pool,
   dense layers and dropout;
-- ``load``: a file -> (arch, rows, input size, params), what ``VGG(weights=FILE)`` holds.
+- ``load``: a file -> (arch, rows, input size, params, dropout rates), what ``VGG(weights=FILE)`` holds.
+
+A dropout layer is the identity at inference, so its row has no settings; its rate matters to
+training only (``train/step.py``) and travels beside the rows: ``dropout_rates`` reads it from the
+config, ``VGG`` keeps it as ``model.dropout`` ({layer name: rate}), ``keras_write.py`` writes it again.
 """
 from ..errors import MinivggError
 from ..layers.dense import ACTIVATIONS
@@ -30,6 +34,7 @@ KERAS_CLASSES = {  # row kind -> the Keras layer class it computes
 }
 KINDS = {cls: kind for kind, cls in KERAS_CLASSES.items()}
 FLATTENERS = ("flatten", "global_avg_pool", "global_max_pool")  # (N, H, W, C) -> (N, D): a dense layer may follow
+DEFAULT_RATE = 0.5  # Keras' usual Dropout rate: for a dropout layer whose rate no config gives
 
 
 def row_from_keras(layer, path):
@@ -67,7 +72,18 @@ def row_from_keras(layer, path):
         if not c.get("use_bias", True) or not isinstance(c.get("units"), int):
             refuse("has no bias")
         return Row(name, "dense", c["units"], act)
+    if kind == "dropout":
+        rate = c.get("rate", DEFAULT_RATE)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            refuse(f"has rate {rate!r}, not a number in [0, 1)")
     return Row(name, kind)
+
+
+def dropout_rates(saved, rows):
+    """{dropout layer name: rate} for the dropout rows of ``rows``, from the saved config (``DEFAULT_RATE``
+    where a layer's config gives none; ``row_from_keras`` has checked the rest)."""
+    kept = {row.name for row in rows if row.kind == "dropout"}
+    return {layer.name: float(layer.config.get("rate", DEFAULT_RATE)) for layer in saved.layers if layer.name in kept}
 
 
 def rows_from_config(saved, path):
@@ -114,7 +130,9 @@ def load(path, arch=None, include_top=None):
       it is), None to take it from the file
     - ``include_top``: True (the file must have a top or head), False (the conv base alone), None
       (whatever the file holds)
-    Returns (arch, rows, input size (H, W) or None, params).
+    Returns (arch, rows, input size (H, W) or None, params, dropout): ``dropout`` is {layer name:
+    rate} for the dropout rows kept, as the config gives them ({} for a file of weights alone: it has
+    no config, hence no dropout rows).
     """
     with open_model_file(path) as f:
         if f.config:  # a saved model: its own layers, head included
@@ -146,4 +164,5 @@ def load(path, arch=None, include_top=None):
         hint = "" if f.config or not detect_arch(f.layers) else (
             f", or of a fine-tuned {TITLES[found]} saved without its config (model.save('x.keras') keeps it)")
         params = load_params(f, expected, TITLES[found], ignore=() if include_top else head, hint=hint)
-    return found, rows, size, params
+        dropout = dropout_rates(saved, rows) if f.config else {}
+    return found, rows, size, params, dropout

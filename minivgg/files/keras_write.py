@@ -28,7 +28,7 @@ from ..errors import MinivggError
 from ..network.table import TOP_SIZE, shapes
 from .atomic import replacing
 from .keras_files import unique_paths
-from .keras_model import KERAS_CLASSES
+from .keras_model import DEFAULT_RATE, KERAS_CLASSES
 
 KERAS_VERSION = "3.15.1"  # the Keras whose files these mirror (written into metadata.json and the .h5)
 
@@ -48,8 +48,9 @@ def _layer_config(row, model):
     elif row.kind == "dense":
         c.update(units=row.out, activation=row.activation or "linear", use_bias=True)
     elif row.kind == "dropout":
-        # the rate does not change inference; a model made by train.with_head knows it, else Keras' usual 0.5
-        c.update(rate=getattr(model, "dropout", {}).get(row.name, 0.5), seed=None, noise_shape=None)
+        # the rate does not change inference, only training: the model's own (read from its file, or set
+        # by train.with_head), else Keras' usual one
+        c.update(rate=getattr(model, "dropout", {}).get(row.name, DEFAULT_RATE), seed=None, noise_shape=None)
     return c
 
 

@@ -63,6 +63,7 @@ class VGG:
       one-image runs write.
 
     ``VGG(weights=FILE)`` takes the architecture from the file; ``VGG16`` and ``VGG19`` insist on theirs.
+    A saved model's dropout rates come with its head: ``model.dropout`` = {layer name: rate}.
     """
 
     ARCH = None  # "vgg16" or "vgg19" in the subclasses; None: learn it from the file
@@ -73,10 +74,13 @@ class VGG:
             self.layers = layers(self.arch, include_top is not False)
             self.input_size = input_size(self.layers)
             self.params = random_params(self.layers)
+            self.dropout = {}  # VGG's own tables have no dropout rows
         else:
             if isinstance(weights, str) and weights == "imagenet":
                 weights = find_weights(include_top, arch=self.arch)
-            self.arch, self.layers, self.input_size, self.params = load(weights, self.ARCH, include_top)
+            self.arch, self.layers, self.input_size, self.params, self.dropout = load(weights, self.ARCH, include_top)
+        # self.dropout: {dropout layer name: rate}, from the saved config (or train.with_head): the rate
+        # training uses (train/step.py) and model.save writes; inference ignores it
         self.weights_path = weights
         self.title = TITLES[self.arch]
         self.top = self.layers[len(conv_base(self.arch)):]  # the rows after the conv base: top or head

@@ -19,12 +19,11 @@ the same step.
 import numpy as np
 
 from ..errors import MinivggError
+from ..files.keras_model import DEFAULT_RATE  # a dropout layer whose model names no rate: Keras' usual one
 from ..jit import shared_gemms
 from ..layers.winograd import winograd_kernel
 from ..network import backprop
 from .loss import cross_entropy
-
-DEFAULT_RATE = 0.5  # a model read from a file does not keep its dropout rates: Keras' usual one
 
 
 def weighted(model):
@@ -51,6 +50,8 @@ class DropoutMasks:
     same one again (the backward pass needs the mask the forward pass used).
 
     A mask is (N, D) float32: 0, or 1 / (1 - rate) with probability 1 - rate (Keras' ``Dropout``).
+    The rates are the model's ``dropout`` ({layer name: rate}: from its saved config, or set by
+    ``with_head``); ``DEFAULT_RATE`` for a layer it does not name.
     """
 
     def __init__(self, model, seed):
