@@ -317,13 +317,24 @@ def test_unwritable_out_is_one_line(weights_notop, images, tmp_path, capsys):
 
 
 def test_tile_resize():
-    from minivgg.catalog.patches import resize
+    from minivgg.catalog.patches import resize, shrink, shrink_naive, tile_side
 
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (2, 5, 5, 3), dtype=np.uint8)  # block1_conv2's field, blown up to 48
     for ours, patch in zip(resize(small, 48), small):
         assert (ours == np.asarray(Image.fromarray(patch).resize((48, 48), Image.Resampling.NEAREST))).all()
-    big = rng.integers(0, 256, (2, 212, 212, 3), dtype=np.uint8)  # block5_pool's field, shrunk to 96
-    ours = resize(big, 96)
-    assert ours.shape == (2, 96, 96, 3)
-    assert (ours[1] == np.asarray(Image.fromarray(big[1]).resize((96, 96), Image.Resampling.BOX))).all()
+    assert [tile_side(r) for r in (3, 48, 96, 97, 132, 196, 212)] == [48, 48, 96, 49, 66, 66, 71]
+    big = rng.integers(0, 256, (2, 212, 212, 3), dtype=np.uint8)  # block5_pool's field: f = 3, 212 -> 71
+    ours = resize(big, tile_side(212))
+    assert ours.shape == (2, 71, 71, 3)
+    np.testing.assert_array_equal(ours, shrink_naive(big, 3))
+    with pytest.raises(ValueError, match="whole factor"):
+        resize(big, 96)
+    # the compiled box filter against its NumPy twin on lopsided cases (R a multiple of f or not, f = 1),
+    # and against Pillow's own box reduction where R is a multiple of f (Pillow rounds the same way)
+    for M, R, f in [(3, 7, 2), (1, 9, 3), (2, 10, 4), (4, 6, 1)]:
+        p = rng.integers(0, 256, (M, R, R, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(shrink(p, f), shrink_naive(p, f))
+    p = rng.integers(0, 256, (2, 132, 132, 3), dtype=np.uint8)
+    pillow = np.stack([np.asarray(Image.fromarray(q).reduce(2)) for q in p])
+    assert np.abs(shrink(p, 2).astype(int) - pillow).max() <= 1

@@ -29,6 +29,7 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ from ..network.table import ARCHS, MIN_SIZE, TOP_SIZE, conv_base, shapes
 from ..visualize import report
 from ..visualize.cli import MODELS, ImagesProgress, conv_weights, load_input, positive_int
 from . import page as pages
-from .patches import PER_SHEET, Sheets, cut, projection_image
+from .patches import PER_SHEET, Sheets, cut_many, projection_image
 from .scan import HIST_EDGES, STATE_FILE, State, load_state, merge_states
 from .stream import decoded, scan
 
@@ -260,33 +261,37 @@ def finish(state, out, args, model=None):
         return found
 
     names = {i: os.path.basename(p) for i, p in enumerate(state.images)}
-    for layer, s in state.layers.items():
-        C = len(s.fires)
-        rf = rfs[layer]
-        sheets = Sheets(layer, rf.size, C, s.top.k)
-        proj = Sheets(layer, rf.size, C, s.top.k, suffix="-proj") if model is not None and args.projections else None
-        for n in range(sheets.count):
-            entries = [(c, e, *entry) for c in range(n * PER_SHEET, min(C, (n + 1) * PER_SHEET))
-                       for e, entry in enumerate(s.top.entries(c))]  # (channel, slot, value, image, row, col)
-            for start in range(0, len(entries), CACHE // 2):
-                chunk = entries[start:start + CACHE // 2]
-                imgs = images_of(sorted({i for _, _, _, i, _, _ in chunk}))
-                if not chunk:
-                    continue
-                sheets.paste([(c, e) for c, e, *_ in chunk],
-                             np.stack([cut(imgs[i], rf, r, q) for _, _, _, i, r, q in chunk]))  # (M, R, R, 3)
-                if proj is not None:
-                    done = list(projections(model, layer, out_shapes[layer], chunk, imgs, args.batch))
-                    proj.paste([(c, e) for c, e, *_ in done], np.stack([projection_image(g, rf, r, q) for _, _, r, q, g in done]))
-            sheets.save(out, n)
-            if proj is not None:
-                proj.save(out, n)
-        features = {}
-        for c, f in pages.feature_images(out, layer, C).items():
-            dest = out / "sheets" / f"features-{layer}_{c}.png"
-            write_bytes(dest, Path(f).read_bytes())
-            features[c] = f"sheets/{dest.name}"
-        report.write_page(out / f"{layer}.html", pages.layer_page(state, layer, rf, sheets, proj, names, features, ""))
+    pending = []  # the sheet being written, encoded as JPEG by the writer thread while the next one is cut
+    with ThreadPoolExecutor(1, thread_name_prefix="catalog-sheets") as writer:
+        for layer, s in state.layers.items():
+            C = len(s.fires)
+            rf = rfs[layer]
+            sheets = Sheets(layer, rf.size, C, s.top.k)
+            proj = Sheets(layer, rf.size, C, s.top.k, suffix="-proj") if model is not None and args.projections else None
+            for n in range(sheets.count):
+                entries = [(c, e, *entry) for c in range(n * PER_SHEET, min(C, (n + 1) * PER_SHEET))
+                           for e, entry in enumerate(s.top.entries(c))]  # (channel, slot, value, image, row, col)
+                for start in range(0, len(entries), CACHE // 2):
+                    chunk = entries[start:start + CACHE // 2]
+                    imgs = images_of(sorted({i for _, _, _, i, _, _ in chunk}))
+                    if not chunk:
+                        continue
+                    sheets.paste([(c, e) for c, e, *_ in chunk],
+                                 cut_many(imgs, rf, [(i, r, q) for _, _, _, i, r, q in chunk]))  # (M, R, R, 3)
+                    if proj is not None:
+                        done = list(projections(model, layer, out_shapes[layer], chunk, imgs, args.batch))
+                        proj.paste([(c, e) for c, e, *_ in done], np.stack([projection_image(g, rf, r, q) for _, _, r, q, g in done]))
+                if pending:
+                    pending.pop().result()  # one sheet in the writer at a time: memory stays at two sheets
+                pending.append(writer.submit(_save_sheets, out, n, sheets, proj))
+            features = {}
+            for c, f in pages.feature_images(out, layer, C).items():
+                dest = out / "sheets" / f"features-{layer}_{c}.png"
+                write_bytes(dest, Path(f).read_bytes())
+                features[c] = f"sheets/{dest.name}"
+            report.write_page(out / f"{layer}.html", pages.layer_page(state, layer, rf, sheets, proj, names, features, ""))
+        for job in pending:
+            job.result()  # raises what the last save raised
     settings = {
         "weights": os.path.basename(str(state.key["weights"][0])),
         "input": f"{S}x{S} RGB", "entries": f"top {state.key['top']} images per channel",
@@ -296,6 +301,12 @@ def finish(state, out, args, model=None):
     report.write_page(page, pages.index_page(state, rfs, settings, report.related_html(out)))
     report.link_related(out)
     return page
+
+
+def _save_sheets(out, n, sheets, proj):
+    sheets.save(out, n)
+    if proj is not None:
+        proj.save(out, n)
 
 
 def write_bytes(path, data):
