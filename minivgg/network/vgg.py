@@ -264,7 +264,7 @@ class VGG:
         and back, while one image's maps stay in the cache from one layer to the next. Past block3 the
         maps are small and a batch makes the GEMMs larger (U, 36 MB for a 512 -> 512 layer, read once a
         block of tiles rather than once an image). Measured at 224, batch 8, side by side: depth-first
-        through block3 0.85-0.89x the time of the batched pass (docs/performance.md).
+        through block3 0.85-0.93x the time of the batched pass (docs/performance.md).
         """
         big = [i for i, (_, shape, _) in enumerate(shapes(self.layers, height, width, batch=1))
                if int(np.prod(shape)) > DEPTH_FIRST_FLOATS]
