@@ -198,3 +198,20 @@ def test_the_line_count_check_can_fail():
     [(stated, paths)] = learning_path_steps(text)
     assert stated == 10 and paths == ["minivgg/layers/"]
     assert abs(stated - lines_of(paths)) > LINE_COUNT_TOLERANCE * lines_of(paths)
+
+
+def test_readmes_receptive_field_table_is_what_the_network_computes():
+    # The README's "what each layer sees" rows, read back and held to model.receptive_field's closed form.
+    from minivgg.network.receptive_field import receptive_field
+    from minivgg.network.table import conv_base
+
+    lines = [line.strip() for line in README.read_text().splitlines() if line.strip().startswith("| ")]
+    head = next(line for line in lines if line.startswith("| layer | block1_conv2"))
+    i = lines.index(head)
+    cells = lambda line: [c.strip() for c in line.strip("|").split("|")]  # noqa: E731
+    names, size, stride = cells(head)[1:], cells(lines[i + 2])[1:], cells(lines[i + 3])[1:]
+    assert cells(lines[i + 2])[0] == "size" and cells(lines[i + 3])[0] == "stride"
+    rows = conv_base("vgg16")
+    for name, s, st in zip(names, size, stride, strict=True):
+        rf = receptive_field(rows, name)
+        assert (rf.size, rf.stride) == (int(s), int(st)), name

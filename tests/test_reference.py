@@ -93,7 +93,10 @@ def test_full_model_with_top(tf, weights_top, photo, method):
     model = VGG16(weights=weights_top, method=method)
     ours = model.activations(x)
     compare(f"with top, batch 2, {method}", ours, theirs)
-    np.testing.assert_array_equal(model(x), ours["predictions"])
+    # model(x) runs block1-3 depth-first, image by image (VGG.output): Winograd's GEMMs are cut differently
+    # from the batched pass of activations(), so the two agree to float32 rounding, not bit for bit.
+    p = ours["predictions"]
+    np.testing.assert_allclose(model(x), p, rtol=0, atol=1e-5 * np.abs(p).max())
     # Top-5 classes: the same, except that classes whose TF scores lie within the tolerance of each
     # other may trade places (a random top gives near-uniform scores, where such ties happen).
     tf_p = np.asarray(theirs["predictions"])
