@@ -17,7 +17,7 @@ both passes written with the layers' naive kernels, the reference the tests hold
     -> flatten (N, 25088) -> fc1 (N, 4096) -> fc2 (N, 4096) -> predictions (N, 1000)
 
 Reading order of this file: the class and its constructor, ``forward`` (the loop), the methods that
-run it (``__call__``, ``activations``, ``gradients``, ``summary``), then input checking and
+run it (``__call__`` and ``output``, ``activations``, ``gradients``, ``summary``), then input checking and
 ``with_params``; how each conv layer is computed (im2col or Winograd, ``self.plan``) and the Winograd
 kernels kept between calls sit at the bottom, under "Performance: skip on a first read".
 """
