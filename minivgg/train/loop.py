@@ -49,9 +49,7 @@ def base_outputs(model, images, size, start, batch, folder=None, name="cache"):
     with shared_gemms():
         for i in range(0, len(images), batch):
             x = preprocess(center(images[i:i + batch], size))  # (B, S, S, 3)
-            for layer, a in model.forward(x):
-                if layer == below:
-                    break
+            a = model.output(x, below)  # depth-first through the large maps (vgg.py)
             if out is None:
                 shape, nbytes = (len(images),) + a.shape[1:], len(images) * a[0].nbytes
                 if folder is not None and nbytes > MEMMAP_BYTES:
