@@ -43,10 +43,11 @@ instead (``matmul``: a stack by its products, a matrix by rows or columns; each 
 BLAS call on one of minivgg's threads, ``run_shares``), which measured as fast as one two-threaded
 np.matmul or faster. With that, Winograd can also give each thread its share of the tiles through
 the whole chain, transforms included (``winograd_schedules._per_thread``). The switch is made once
-per pass (``model(x)``, ``activations``, ``gradients``) or once per run (``many_passes``: feature
-visualisation, SmoothGrad, IG, which also keep freed memory: see the end of this file), not per
-layer: switching OpenBLAS back to two threads wakes its worker, which then spins into the next
-layer's transforms (measured slower per layer: docs/performance.md).
+per pass (``model(x)``, ``activations``, ``gradients``, a training step) or once per run of many
+passes (feature visualisation, SmoothGrad, IG), not per layer: switching OpenBLAS back to two threads
+wakes its worker, which then spins into the next layer's transforms (measured slower per layer:
+docs/performance.md). Both hold ``passes()``, which also keeps freed memory for the next array: see
+the end of this file.
 """
 import contextlib
 import ctypes
@@ -66,7 +67,7 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 # ==================================================================================================
 # ---- Performance: skip on a first read. OpenBLAS's threads, GEMMs shared among minivgg's threads,
-# freed memory kept for runs of many passes (the module docstring's last part says why).
+# freed memory kept for whole passes (the module docstring's last part says why).
 # ==================================================================================================
 
 # ------------------------------------------------------------------------------- OpenBLAS's threads
@@ -258,12 +259,13 @@ _keeping = _Held(lambda: _glibc() is not None, _keep, _give_back)
 
 def keep_freed_memory():
     """Inside: memory NumPy frees stays with the process for the next array, instead of going back
-    to the OS (glibc's malloc; elsewhere nothing changes). A context manager for runs of many passes.
+    to the OS (glibc's malloc; elsewhere nothing changes). A context manager, held by ``passes()``.
 
-    Why: glibc gives every block over 32 MB its own mmap and unmaps it when it is freed, so the next
-    array of that size is new memory again, and the OS faults it in page by page, zeroing each:
-    a feature-visualisation step at batch 16 allocates about 1 GB of layer outputs and gradients
-    that way (the time it saves: docs/performance.md). At the end the settings
+    Why: glibc gives every large block its own mmap and unmaps it when it is freed (and gives a
+    freed top of its heap back), so the next array of that size is new memory again, and the OS
+    faults it in page by page, zeroing each: one pass at 224x224 allocates about 60 MB of layer
+    outputs an image, a feature-visualisation step at batch 16 about 1 GB of outputs and gradients
+    (the time it saves: docs/performance.md). At the end the settings
     go back to glibc's defaults and the free memory goes back to the OS (``malloc_trim``).
     Yields whether it took effect.
     """
@@ -271,8 +273,9 @@ def keep_freed_memory():
 
 
 @contextlib.contextmanager
-def many_passes():
-    """What a run of many passes holds from start to end (an optimisation, SmoothGrad's batches):
-    ``shared_gemms()`` and ``keep_freed_memory()``, switched once for the run, not once per pass."""
+def passes():
+    """What a whole pass holds from start to end (``model(x)``, ``activations``, ``gradients``, a
+    training step), or a run of many passes (an optimisation, SmoothGrad's batches): ``shared_gemms()``
+    and ``keep_freed_memory()``, switched by the outermost holder only, so once for a whole run."""
     with shared_gemms(), keep_freed_memory():
         yield

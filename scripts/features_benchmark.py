@@ -29,7 +29,7 @@ its parts (parameterisation, transforms, network forward + backward, the chain b
 
 Weights: ``--weights FILE`` (a Keras VGG16 file), else random He-normal ones (the time of a step does
 not depend on the values). Threads: as scripts/benchmark.py, set before NumPy loads. minivgg's steps
-run inside ``jit.many_passes()``, as ``optimise`` runs them (GEMMs shared among minivgg's threads,
+run inside ``jit.passes()``, as ``optimise`` runs them (GEMMs shared among minivgg's threads,
 freed memory kept); TensorFlow's run as TensorFlow runs them.
 """
 import argparse
@@ -151,7 +151,7 @@ def main(argv=None):
     from minivgg import VGG16
     from minivgg.errors import MinivggError
     from minivgg.features import objectives as obj
-    from minivgg.jit import many_passes
+    from minivgg.jit import passes
     from minivgg.features import param as P
     from minivgg.features import transforms as T
     from minivgg.features.optimise import LEARNING_RATE, Run, start_image
@@ -205,7 +205,7 @@ def main(argv=None):
     times = {who: [] for who in steps}
     for order in (list(steps), list(steps)[::-1]):
         for who in order:
-            with many_passes() if who == "ours" else contextlib.nullcontext():  # as optimise() holds them
+            with passes() if who == "ours" else contextlib.nullcontext():  # as optimise() holds them
                 steps[who](draws[-1])  # the block's first step, untimed
                 for affine in draws:
                     t0 = time.perf_counter()
@@ -216,7 +216,7 @@ def main(argv=None):
     parts = {k: [] for k in ("parameterisation", "transforms", "network forward", "network forward + backward",
                              "chain back + Adam")}
     below = [row.name for row in model.layers][[row.name for row in model.layers].index(args.layer) - 1]
-    with many_passes():  # as optimise() holds them
+    with passes():  # as optimise() holds them
         for affine in draws:
             t = [time.perf_counter()]
             rgb = run.image.rgb()

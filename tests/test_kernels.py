@@ -242,7 +242,7 @@ def test_keep_freed_memory_nests_and_restores(monkeypatch):
     with pytest.raises(KeyError):
         with jit.keep_freed_memory() as kept:
             assert kept and calls == [(jit.M_MMAP_MAX, 0), (jit.M_TRIM_THRESHOLD, 2**31 - 1)]
-            with jit.many_passes():
+            with jit.passes():
                 assert len(calls) == 2 and jit.sharing()
             assert len(calls) == 2
             raise KeyError("x")

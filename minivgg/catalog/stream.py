@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import MinivggError
-from ..jit import shared_gemms
+from ..jit import passes
 from .scan import image_maxima
 
 WORKERS = 2  # decoding threads
@@ -85,7 +85,7 @@ def batch_maxima(model, x, layers):
     chunks = [x[n:n + 1] for n in range(len(x))] if model.batch_invariant else [x]  # (1 or N, S, S, 3) each
     last = [row.name for row in model.layers if row.name in layers][-1]
     parts = {}
-    with shared_gemms():  # one BLAS switch for the batch (jit.py)
+    with passes():  # BLAS and memory settings, once for the batch (jit.py)
         for chunk in chunks:
             for name, a in model.forward(chunk):
                 if name in layers:

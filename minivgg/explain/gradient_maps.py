@@ -22,7 +22,7 @@ summed as they come back, so memory is that of one batch of 8, whatever M is.
 import numpy as np
 
 from ..files.preprocess import preprocess_input
-from ..jit import many_passes
+from ..jit import passes
 from .targets import BATCH, chunks, resolve, score
 
 
@@ -35,7 +35,7 @@ def input_gradients(model, x, target, relu="plain", batch=BATCH):
     x = model._check_input(x)  # (N, H, W, 3) float32
     t = resolve(model, x, target)
     out = np.empty_like(x)
-    with many_passes():  # BLAS and memory settings, once for all the chunks (jit.py)
+    with passes():  # BLAS and memory settings, once for all the chunks (jit.py)
         for i in chunks(len(x), batch):
             out[i] = model.gradients(x[i], t.take(i).seeds(model, x[i]), relu=relu, logits=True, layers=[])["input"]
     return out
@@ -82,7 +82,7 @@ def smoothgrad(model, x, target, samples=50, noise=0.2, seed=0, batch=BATCH):
     x = model._check_input(x)  # (N, H, W, 3)
     t = resolve(model, x, target)
     total = np.zeros_like(x)  # (N, H, W, 3): sum of |dS/dx| over the copies of each image
-    with many_passes():  # BLAS and memory settings, once for all the chunks (jit.py)
+    with passes():  # BLAS and memory settings, once for all the chunks (jit.py)
         for n, copies in noisy_copies(x, samples, noise, seed, batch):
             g = model.gradients(copies, t.take(n).seeds(model, copies), logits=True, layers=[])["input"]
             for k, i in enumerate(n):  # i may repeat within a chunk when N < batch
@@ -122,7 +122,7 @@ def integrated_gradients(model, x, target, steps=50, baseline=None, batch=BATCH)
     b = black(x) if baseline is None else np.broadcast_to(model._check_input(baseline), x.shape)
     N, alphas = len(x), path_points(steps)
     total = np.zeros(x.shape, np.float64)  # (N, H, W, 3): sum of the gradients along each path
-    with many_passes():  # BLAS and memory settings, once for all the chunks (jit.py)
+    with passes():  # BLAS and memory settings, once for all the chunks (jit.py)
         for j in chunks(steps * N, batch):  # point j = k * N + n: step k of image n
             n, a = j % N, alphas[j // N].astype(np.float32)[:, None, None, None]  # (b,), (b, 1, 1, 1)
             points = b[n] + a * (x[n] - b[n])  # (b, H, W, 3)

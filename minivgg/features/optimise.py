@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import MinivggError
-from ..jit import many_passes
+from ..jit import passes
 from . import param as P
 from . import transforms as T
 from .objectives import Objective, gradient  # noqa: F401  (Objective: for users of optimise)
@@ -159,7 +159,7 @@ def optimise(model, objective, size, steps, seed=0, param="fourier", transforms=
     t0 = time.perf_counter()
     n = max(1, len(objective.targets))
     image = start_image(param, n, size, size, seed, objective.targets, photo)
-    with many_passes():  # BLAS and memory settings, once for the whole run (jit.py)
+    with passes():  # BLAS and memory settings, once for the whole run (jit.py)
         start, _ = evaluate(model, image.rgb(), objective)
         run = Run(model, objective, image, seed, transforms, lr)
         curve = np.empty((steps, n))

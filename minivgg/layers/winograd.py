@@ -165,7 +165,7 @@ ZERO, TWO, FOUR, FIVE, EIGHT = (np.float32(v) for v in (0, 2, 4, 5, 8))
 CHUNK = 16  # tiles per task of the parallel transforms (each task allocates its small scratch once)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, inline="always")
 def _bt(e0, e1, e2, e3, e4, e5, o0, o1, o2, o3, o4, o5):
     # o = B^T e along the channels: e0..e5 and o0..o5 are (C,) rows, o not aliasing e. The rows of B^T:
     #   [4  0 -5  0  1  0]   [0 -4 -4  1  1  0]   [0  4 -4 -1  1  0]
@@ -180,7 +180,7 @@ def _bt(e0, e1, e2, e3, e4, e5, o0, o1, o2, o3, o4, o5):
         o5[c] = FOUR * a1 - FIVE * a3 + a5
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, inline="always")
 def _at(m0, m1, m2, m3, m4, m5, b, relu, rule, g0, g1, g2, g3, o0, o1, o2, o3):
     # o = A^T m + b along the channels (then max(., 0) if relu): m0..m5, o0..o3 and b are (K,) rows, o
     # not aliasing m. rule >= 0 (only from winograd_schedules, relu_below): then relu.backward_rule with

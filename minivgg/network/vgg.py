@@ -29,7 +29,7 @@ from ..errors import MinivggError
 from ..files import keras_write
 from ..files.download import find_weights
 from ..files.keras_model import load
-from ..jit import shared_gemms
+from ..jit import passes
 from ..layers import conv as conv_methods
 from ..layers.dense import dense, sigmoid, softmax
 from ..layers.pool import global_avg_pool, global_max_pool, max_pool2d
@@ -106,8 +106,8 @@ class VGG:
         ``start``: a layer name; x is then that layer's input (the output of the row below it, e.g.
         block5_pool's output, cached) and the rows below are skipped.
         Threads: the whole-pass methods (``model(x)``, ``activations``, ``gradients``) run inside
-        ``jit.shared_gemms()``; a generator cannot hold it between yields, so a loop of your own over
-        ``forward`` runs BLAS as it finds it, unless you wrap it in ``with jit.shared_gemms():``.
+        ``jit.passes()``; a generator cannot hold it between yields, so a loop of your own over
+        ``forward`` runs BLAS and memory as it finds them, unless you wrap it in ``with jit.passes():``.
         """
         last = self.layers[-1].name
         rows = self.layers
@@ -158,7 +158,7 @@ class VGG:
             raise MinivggError(f"this model has no layer {stop}")
         x = self._check_input(x)  # (N, H, W, 3)
         split = min(self._depth_first(*x.shape[1:3]), names.index(stop)) if len(x) > 1 else -1
-        with shared_gemms():  # one BLAS switch for the pass (jit.py)
+        with passes():  # BLAS and memory settings, once for the pass (jit.py)
             if split >= 0:  # rows 0 .. split image by image: (N, H', W', C') after them
                 x = np.concatenate([self._run(x[n:n + 1], names[split]) for n in range(len(x))])
                 if names[split] == stop:
@@ -175,7 +175,7 @@ class VGG:
         if unknown:
             raise MinivggError(f"this model has no layer(s) {', '.join(sorted(unknown))}")
         out = {}
-        with shared_gemms():  # one BLAS switch for the pass (jit.py)
+        with passes():  # BLAS and memory settings, once for the pass (jit.py)
             for name, a in self.forward(x):
                 if wanted is None or name in wanted:
                     out[name] = a
@@ -189,7 +189,7 @@ class VGG:
         ``model.gradients(x, {"predictions": dy})``; the forward part is ``self.forward``, so the ReLU
         masks and pool choices are exactly those of ``self.activations(x)``.
         """
-        with shared_gemms():  # one BLAS switch for both passes (jit.py)
+        with passes():  # BLAS and memory settings, once for both passes (jit.py)
             return backprop.gradients(self, x, seeds, relu=relu, logits=logits, weights=weights, layers=layers,
                              outputs=outputs, input=input)
 

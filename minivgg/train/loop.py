@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from ..files.atomic import replacing
-from ..jit import shared_gemms
+from ..jit import passes
 from .data import augment, center, preprocess
 from .loss import accuracy, cross_entropy
 from .step import predict_logits, set_weights, step
@@ -46,7 +46,7 @@ def base_outputs(model, images, size, start, batch, folder=None, name="cache"):
     names = [row.name for row in model.layers]
     below = names[names.index(start) - 1]  # the last frozen row: its output is start's input
     out = None
-    with shared_gemms():
+    with passes():  # BLAS and memory settings, once for all the batches (jit.py)
         for i in range(0, len(images), batch):
             x = preprocess(center(images[i:i + batch], size))  # (B, S, S, 3)
             a = model.output(x, below)  # depth-first through the large maps (vgg.py)

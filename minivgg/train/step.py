@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import MinivggError
 from ..files.keras_model import DEFAULT_RATE  # a dropout layer whose model names no rate: Keras' usual one
-from ..jit import shared_gemms
+from ..jit import passes
 from ..layers.winograd import winograd_kernel
 from ..network import backprop
 from .loss import cross_entropy
@@ -117,12 +117,6 @@ def step(model, x, y, optimizer, trainable=None, seed=0, start=None, return_logi
         raise MinivggError("training needs a model whose last layer is a softmax dense layer (see train.with_head)")
     x = model._check_input(x) if start is None else np.asarray(x, np.float32)  # (N, H, W, 3), or start's input
     y = np.asarray(y)
-    if start is None:  # the frozen conv rows below the lowest trainable one: one inference pass, kept nowhere
-        rows = [row.name for row in model.layers]
-        base = sum(1 for row in model.layers if row.kind in ("conv", "pool"))  # the conv base comes first
-        frozen = min(min(rows.index(n) for n in names), base) - 1  # the last frozen row of the conv base
-        if frozen >= 0:  # model.output runs large maps image by image (depth-first: vgg.py)
-            x, start = model.output(x, rows[frozen]), rows[frozen + 1]  # x: the input of row ``start``
     result = {}
 
     def seed_logits(z):  # z (N, U), the scores before the softmax: dL/dz for the backward pass
@@ -130,7 +124,13 @@ def step(model, x, y, optimizer, trainable=None, seed=0, start=None, return_logi
         result["logits"] = z
         return dz
 
-    with shared_gemms():
+    with passes():  # BLAS and memory settings, once for the step (jit.py)
+        if start is None:  # the frozen conv rows below the lowest trainable one: one inference pass, kept nowhere
+            rows = [row.name for row in model.layers]
+            base = sum(1 for row in model.layers if row.kind in ("conv", "pool"))  # the conv base comes first
+            frozen = min(min(rows.index(n) for n in names), base) - 1  # the last frozen row of the conv base
+            if frozen >= 0:  # model.output runs large maps image by image (depth-first: vgg.py)
+                x, start = model.output(x, rows[frozen]), rows[frozen + 1]  # x: the input of row ``start``
         grads = backprop.gradients(model, x, {last.name: seed_logits}, logits=True, weights=set(names), layers=[],
                                    input=False, dropout=DropoutMasks(model, seed), start=start)
     _own(model, names)
@@ -147,7 +147,7 @@ def step(model, x, y, optimizer, trainable=None, seed=0, start=None, return_logi
 def predict_logits(model, x, batch=32, start=None):
     """The logits (N, U) of ``x`` (images, or ``start``'s inputs) in inference mode, ``batch`` at a time."""
     out = []
-    with shared_gemms():
+    with passes():  # BLAS and memory settings, once for all the batches (jit.py)
         for i in range(0, len(x), batch):
             for name, a in model.forward(x[i:i + batch], logits=True, start=start):
                 pass
