@@ -134,17 +134,18 @@ def test_a_step_trains_only_the_trainable_layers_and_runs_no_backward_below(base
     rng = np.random.default_rng(4)
     x, y = rand(rng, 2, *SIZE, 3) * 30, np.array([1, 2])
     frozen = {n: [a.copy() for a in model.params[n]] for n in model.params}
-    calls = count_calls(monkeypatch, ["conv2d_backward_weights", "conv2d_backward_input", "max_pool2d_backward"])
+    calls = count_calls(monkeypatch, ["conv3x3_winograd_weights", "conv2d_backward_input", "max_pool2d_backward"])
     step(model, x, y, SGD(0.01))
-    assert calls == {"conv2d_backward_weights": 0, "conv2d_backward_input": 0, "max_pool2d_backward": 0}
+    assert calls == {"conv3x3_winograd_weights": 0, "conv2d_backward_input": 0, "max_pool2d_backward": 0}
     for name in model.params:
         changed = any(not np.array_equal(a, b) for a, b in zip(model.params[name], frozen[name]))
         assert changed == (name in ("dense", "dense_1")), name
     block5 = trainable_from(model, "block5_conv1")
     assert block5 == ["block5_conv1", "block5_conv2", "block5_conv3", "dense", "dense_1"]
     step(model, x, y, SGD(0.01), trainable=block5)
-    # three weight gradients; dL/d(input) for conv3 and conv2 only: block5_conv1's input needs none
-    assert calls == {"conv2d_backward_weights": 3, "conv2d_backward_input": 2, "max_pool2d_backward": 1}
+    # three weight gradients (by Winograd, as the forward pass); dL/d(input) for conv3 and conv2 only:
+    # block5_conv1's input needs none
+    assert calls == {"conv3x3_winograd_weights": 3, "conv2d_backward_input": 2, "max_pool2d_backward": 1}
     assert np.array_equal(model.params["block4_conv3"][0], frozen["block4_conv3"][0])
     assert np.array_equal(base.params["block5_conv1"][0], frozen["block5_conv1"][0])  # the base model is untouched
 

@@ -38,6 +38,7 @@ from ..errors import MinivggError
 from ..jit import blas_core
 from ..layers.conv import (conv2d_backward_input, conv2d_backward_weights, conv2d_direct, conv2d_im2col, conv2d_naive,
                            transpose_kernel)
+from ..layers.winograd_weights import conv3x3_winograd_weights
 from ..network.table import layers, shapes
 
 LAYERS = layers("vgg16")  # VGG16's table with the top
@@ -347,13 +348,14 @@ def _winograd_dx():
 
 # The backward conv methods (naive is left out: the naive twins take seconds per layer at 224):
 # dx, dL/d(input) = the conv of dy with the flipped kernel, run(dy, w); and dW = im2col(x)^T @ dy,
-# run((x, dy), w), for which Winograd is not used.
+# run((x, dy), w), by im2col or by Winograd run backwards (winograd_weights.py).
 DX_METHODS = {
     "im2col": lambda: Method(run=lambda dy, w: conv2d_backward_input(dy, w, pad=1, method="im2col")),
     "winograd": _winograd_dx,
 }
 DW_METHODS = {
     "im2col": lambda: Method(run=lambda xdy, w: conv2d_backward_weights(xdy[0], xdy[1], 3, 3, stride=1, pad=1)[0]),
+    "winograd": lambda: Method(run=lambda xdy, w: conv3x3_winograd_weights(xdy[0], xdy[1])[0]),
 }
 
 

@@ -11,7 +11,8 @@ reverse and applies the chain rule, one layer at a time. For one conv block, wit
 where dy = dL/dy comes from the layer above and da is handed to the layer below (w_t = the flipped,
 C <-> K swapped kernel: ``conv.transpose_kernel``). Every layer's rule sits beside its forward twin:
 ``relu.relu_backward``, ``pool.max_pool2d_backward``, ``conv.conv2d_backward_input`` and
-``conv.conv2d_backward_weights``, ``dense.dense_backward``, ``dense.softmax_backward``.
+``conv.conv2d_backward_weights`` (for Winograd layers ``winograd_weights.conv3x3_winograd_weights``,
+the same dw with a quarter of the multiplications), ``dense.dense_backward``, ``dense.softmax_backward``.
 
 The rows of a fine-tuned head (``table.py``) have one-line rules (``_head_backward``,
 ``_dense_activation_backward``):
@@ -51,11 +52,12 @@ from ..layers.dense import dense_backward, softmax_backward
 from ..layers.pool import max_pool2d_backward
 from ..layers.relu import RELU_RULES, relu_backward
 from ..layers.winograd import winograd_kernel
+from ..layers.winograd_weights import conv3x3_winograd_weights
 from .table import shapes
 
 
 def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers=None, outputs=False, input=True,
-              dropout=None, start=None):
+              dropout=None, start=None, plain_weight_sums=False):
     """dL/dx and dL/d(every layer's output) for L = sum over seeds of sum(dy * that layer's output).
 
     Inputs:
@@ -76,6 +78,9 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
       dx = dy * mask, with the mask the forward pass drew
     - start: x is the input of this layer (cached outputs of the rows below, ``model.forward``); the
       pass runs from there
+    - plain_weight_sums: every conv's dw by im2col, a plain sum, even where the forward pass runs
+      Winograd (whose dw is exact to a few 1e-6 of max|dw|, not of each element: Adam asks for this,
+      see ``train/optimizers.py``)
     Returns:
     - grads: dict, "input" -> (N, H, W, 3) float32, then layer name -> dL/d(its output), in layer
       order, then the weight gradients; with ``outputs=True``, (grads, {seeded layer: its output})
@@ -110,7 +115,7 @@ def gradients(model, x, seeds, relu="plain", logits=False, weights=False, layers
             if row.activation == "relu" and i not in fused:  # (if fused, the row above already did)
                 g = relu_backward(out, g, relu)  # dz = dy * [z > 0]
             if row.name in wanted:
-                wgrads[row.name] = _conv_weight_grads(model, row, a_in, g)  # dw = im2col(a)^T dz, db = sum dz
+                wgrads[row.name] = _conv_weight_grads(model, row, a_in, g, plain_weight_sums)  # dw, db = sum dz
             if i == last:
                 break  # training: the lowest trainable row needs no dL/d(its input)
             g = _conv_input_grad(model, row, g, a_in, relu_below)  # da = conv(dz, flipped w)
@@ -224,10 +229,15 @@ def _lowest(rows, keep):
     return min((i for i, row in enumerate(rows) if row.name in keep), default=len(rows) - 1)
 
 
-def _conv_weight_grads(model, row, a_in, dz):
-    """dw = im2col(a)^T @ dz (KH, KW, C, K), db = dz summed over (N, H', W') (K,), both float32."""
-    if model.plan[row.name] == "naive":  # a model of naive convs takes its gradients from the twin too
+def _conv_weight_grads(model, row, a_in, dz, plain=False):
+    """dw = im2col(a)^T @ dz (KH, KW, C, K), db = dz summed over (N, H', W') (K,), both float32. A layer
+    the forward pass runs by Winograd gets dw by Winograd too (``winograd_weights.py``): the same sum
+    with a quarter of the multiplications; ``plain``: by im2col all the same."""
+    method = "im2col" if plain and model.plan[row.name] == "winograd" else model.plan[row.name]
+    if method == "naive":  # a model of naive convs takes its gradients from the twin too
         _, dw, db = conv2d_backward_naive(a_in, model.params[row.name][0], dz, stride=1, pad=1)
+    elif method == "winograd":
+        dw, db = conv3x3_winograd_weights(a_in, dz)
     else:
         dw, db = conv2d_backward_weights(a_in, dz, 3, 3, stride=1, pad=1)
     return dw.astype(np.float32), db.astype(np.float32)

@@ -40,6 +40,7 @@ class Optimizer:
     """What SGD and Adam share: the step count, weight decay, the slots per tensor, and their state."""
 
     SLOTS = ()  # the per-tensor arrays the rule keeps ("m", "v")
+    PLAIN_SUMS = False  # whether the rule needs each weight's gradient exact to its own size (see Adam)
 
     def __init__(self, learning_rate, weight_decay=None):
         if not learning_rate > 0:
@@ -105,6 +106,13 @@ class Adam(Optimizer):
     """Adam with Keras' defaults and its form of the step (see the module docstring)."""
 
     SLOTS = ("m", "v")
+    # Adam divides each gradient by its own running size, so a weight whose gradient is tiny still moves
+    # by about the learning rate, in the direction of its sign. Winograd's dw is exact to a few 1e-6 of
+    # the largest |dw| (winograd_weights.py), which can flip the sign of such a tiny one and move that
+    # weight by twice the learning rate (measured: the loss after one Adam step 3e-4 off Keras'). So
+    # with Adam the step sums dw plainly (im2col: float32 rounding of each element's own sum). SGD's
+    # step is linear in the gradient: there the error stays a few 1e-6 of the largest change.
+    PLAIN_SUMS = True
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=None):
         super().__init__(learning_rate, weight_decay)

@@ -132,7 +132,8 @@ def step(model, x, y, optimizer, trainable=None, seed=0, start=None, return_logi
             if frozen >= 0:  # model.output runs large maps image by image (depth-first: vgg.py)
                 x, start = model.output(x, rows[frozen]), rows[frozen + 1]  # x: the input of row ``start``
         grads = backprop.gradients(model, x, {last.name: seed_logits}, logits=True, weights=set(names), layers=[],
-                                   input=False, dropout=DropoutMasks(model, seed), start=start)
+                                   input=False, dropout=DropoutMasks(model, seed), start=start,
+                                   plain_weight_sums=optimizer.PLAIN_SUMS)
     _own(model, names)
     variables, g = {}, {}
     for name in names:
