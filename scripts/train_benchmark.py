@@ -7,10 +7,12 @@ Three measurements (the issue's "Speed and memory"):
 
 1. **Steps.** One step of SGD with momentum on VGG16 + a flatten head (256 hidden units, 5 classes),
    block5 + head trainable, ours and Keras' (``train_on_batch``: TensorFlow's graph, its usual way),
-   in the same process, alternating, on the same start (a Keras model saved and read by minivgg).
-   Checked first: the first step's loss agrees within 1e-4 and every trainable tensor's change within
-   1e-3 (the agreement test's bars) before anything is timed. Then the first call of each (JIT
-   compile, TensorFlow's tracing) is left out, one warm-up, and the median of ``--repeats``. Ours is
+   in the same process, on the same start (a Keras model saved and read by minivgg). Checked first:
+   the first step's loss agrees within 1e-4 and every trainable tensor's change within 1e-3 (the
+   agreement test's bars) before anything is timed. Then the first call of each (JIT compile,
+   TensorFlow's tracing) is left out, one warm-up, and the median of 2 x ``--repeats``: a block of
+   ``--repeats`` steps per side, the sides in turn and then in reverse order, ours inside
+   ``jit.passes()`` as ``loop.fit`` runs an epoch's steps (freed memory kept between them). Ours is
    also timed head-only and with every layer trainable: what freezing does to the cost.
 2. **Memory.** The peak resident memory of one step over the memory held before it, each side in a
    fresh process (Linux: ``/proc/self/clear_refs`` resets the peak, ``VmHWM`` reads it).
@@ -21,6 +23,7 @@ Three measurements (the issue's "Speed and memory"):
 The machine is shared and noisy (20-30% between runs): compare ratios measured in one run.
 """
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -110,6 +113,7 @@ def steps(path, x, y, repeats):
     """Median seconds of one step per side. Before every call the trainable weights are put back
     (untimed): the same step is timed each time, and many steps on one batch cannot drive the
     weights to overflow (NaN arithmetic would time something else)."""
+    from minivgg.jit import passes
     from minivgg.train import step
     from minivgg.train.step import set_weights
 
@@ -129,12 +133,17 @@ def steps(path, x, y, repeats):
         first[k] = time.perf_counter() - t
         reset()
         fn()
-    for _ in range(repeats):  # alternating, so a slow spell of the machine hits every side alike
-        for k, (fn, reset) in runs.items():
-            reset()
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
+    # Blocks of ``repeats`` steps per side, every side once in each order, so a slow spell of the machine
+    # hits every side alike. Ours inside jit.passes(), as ``loop.fit`` holds it over an epoch's steps.
+    for order in (list(runs), list(runs)[::-1]):
+        for k in order:
+            fn, reset = runs[k]
+            with passes() if k != "keras block5" else contextlib.nullcontext():
+                for _ in range(repeats):
+                    reset()
+                    t = time.perf_counter()
+                    fn()
+                    times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}, first
 
 
@@ -210,7 +219,7 @@ def main():
         loss, worst = check(path, x, y)
         print(f"check: first step loss {loss:.5f} as Keras', weight changes within {worst:.1e} of Keras'")
         med, first = steps(path, x, y, args.repeats)
-        print(f"\none step, {args.size}x{args.size}, batch {args.batch}, SGD momentum 0.9 (median of {args.repeats}, "
+        print(f"\none step, {args.size}x{args.size}, batch {args.batch}, SGD momentum 0.9 (median of {2 * args.repeats}, "
               "after the first call and a warm-up)")
         for k, s in med.items():
             print(f"  {k:<14} {s:8.2f} s   (first call {first[k]:.1f} s)")

@@ -159,18 +159,19 @@ def fit(model, train, val, optimizer, trainable, settings, out, run, log=print, 
             steps = (n + batch - 1) // batch
             bar = Progress(epoch, epochs, steps, settings["quiet"])
             loss_sum = correct = seen = 0.0
-            for b in range(steps):
-                idx = order[b * batch:(b + 1) * batch]
-                if x_train is not None:  # the frozen base's outputs, cached: the step runs the rest only
-                    xb = x_train[idx]
-                else:  # images; the frozen rows run forward only, inside the step
-                    imgs = augment(train[0][idx], size, rng) if settings["augment"] else center(train[0][idx], size)
-                    xb = preprocess(imgs)
-                loss, z = step(model, xb, train[1][idx], optimizer, trainable, seed=_seed(settings["seed"], epoch, b),
-                               start=start if x_train is not None else None, return_logits=True)
-                loss_sum, seen = loss_sum + loss * len(idx), seen + len(idx)
-                correct += accuracy(z, train[1][idx]) * len(idx)
-                bar.update(b + 1, loss_sum / seen, correct / seen)
+            with passes():  # BLAS and memory settings, once for the epoch's steps (jit.py)
+                for b in range(steps):
+                    idx = order[b * batch:(b + 1) * batch]
+                    if x_train is not None:  # the frozen base's outputs, cached: the step runs the rest only
+                        xb = x_train[idx]
+                    else:  # images; the frozen rows run forward only, inside the step
+                        imgs = augment(train[0][idx], size, rng) if settings["augment"] else center(train[0][idx], size)
+                        xb = preprocess(imgs)
+                    loss, z = step(model, xb, train[1][idx], optimizer, trainable, seed=_seed(settings["seed"], epoch, b),
+                                   start=start if x_train is not None else None, return_logits=True)
+                    loss_sum, seen = loss_sum + loss * len(idx), seen + len(idx)
+                    correct += accuracy(z, train[1][idx]) * len(idx)
+                    bar.update(b + 1, loss_sum / seen, correct / seen)
             bar.close()
             val_loss, val_acc, val_top5, _ = evaluate(model, x_val, val[1], start, batch)
             record = {"epoch": epoch, "loss": loss_sum / n, "accuracy": correct / n, "val_loss": val_loss,

@@ -134,14 +134,14 @@ def step(model, x, y, optimizer, trainable=None, seed=0, start=None, return_logi
         grads = backprop.gradients(model, x, {last.name: seed_logits}, logits=True, weights=set(names), layers=[],
                                    input=False, dropout=DropoutMasks(model, seed), start=start,
                                    plain_weight_sums=optimizer.PLAIN_SUMS)
-    _own(model, names)
-    variables, g = {}, {}
-    for name in names:
-        kernel, bias = model.params[name]
-        variables[f"{name}/kernel"], variables[f"{name}/bias"] = kernel, bias
-        g[f"{name}/kernel"], g[f"{name}/bias"] = grads[f"{name}/kernel"], grads[f"{name}/bias"]
-    optimizer.update(variables, g)
-    _refresh(model, names)
+        _own(model, names)
+        variables, g = {}, {}
+        for name in names:
+            kernel, bias = model.params[name]
+            variables[f"{name}/kernel"], variables[f"{name}/bias"] = kernel, bias
+            g[f"{name}/kernel"], g[f"{name}/bias"] = grads[f"{name}/kernel"], grads[f"{name}/bias"]
+        optimizer.update(variables, g)
+        _refresh(model, names)  # the update's temporaries and the new transforms in kept memory too
     return (result["loss"], result["logits"]) if return_logits else result["loss"]
 
 
