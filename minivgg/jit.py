@@ -229,14 +229,15 @@ def matmul(a, b, out=None):
 # ------------------------------------------------------------------------------- freed memory kept
 
 _libc = []  # [glibc], or [None]: looked up once
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt's parameters, from glibc's malloc.h
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # mallopt's parameters, from glibc's malloc.h
+MMAP_THRESHOLD_MAX = 32 << 20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit: 32 MB
 
 
 def _glibc():
     if not _libc:
         try:
             lib = ctypes.CDLL("libc.so.6")
-            lib.mallopt, lib.malloc_trim  # glibc's, not in every C library
+            lib.mallopt  # glibc's, not in every C library
         except (OSError, AttributeError):
             lib = None
         _libc.append(lib)
@@ -249,9 +250,14 @@ def _keep():
 
 
 def _give_back(_):
-    _glibc().mallopt(M_MMAP_MAX, 65536)  # glibc's defaults
-    _glibc().mallopt(M_TRIM_THRESHOLD, 128 * 1024)
-    _glibc().malloc_trim(0)  # what the run freed goes back to the OS now
+    # Where glibc's own rule ends up once large arrays have come and gone: blocks of 32 MB and more in
+    # their own mmap, a free top of the heap beyond twice that given back. Its rule cannot be switched
+    # back on (any mallopt of these stops it for good), and glibc's fixed defaults (128 KB) would give
+    # back every freed layer output at once, so that the next pass faults all its pages in again
+    # (measured: the batch-1 forward pass 1.15-1.5x slower, docs/performance.md).
+    _glibc().mallopt(M_MMAP_MAX, 65536)  # glibc's default
+    _glibc().mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+    _glibc().mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_MAX)
 
 
 _keeping = _Held(lambda: _glibc() is not None, _keep, _give_back)
@@ -265,8 +271,9 @@ def keep_freed_memory():
     freed top of its heap back), so the next array of that size is new memory again, and the OS
     faults it in page by page, zeroing each: one pass at 224x224 allocates about 60 MB of layer
     outputs an image, a feature-visualisation step at batch 16 about 1 GB of outputs and gradients
-    (the time it saves: docs/performance.md). At the end the settings
-    go back to glibc's defaults and the free memory goes back to the OS (``malloc_trim``).
+    (the time it saves: docs/performance.md). At the end the settings become those glibc's own
+    rule reaches after a few large arrays (``_give_back``): a free top of the heap beyond 64 MB goes
+    back to the OS at once, the freed blocks below it stay for the next pass, as glibc keeps them.
     Yields whether it took effect.
     """
     return _keeping()

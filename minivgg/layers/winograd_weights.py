@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from ..jit import PARALLEL, matmul
-from .winograd import AT, BT, CHUNK, FOUR, G, PATCH, TILE, TWO, EIGHT, _input_transform, tiles
+from .winograd import AT, BT, CHUNK, FOUR, G, PATCH, TILE, TWO, _input_transform, tiles
 
 BLOCK_FLOATS = 1 << 23  # V and dM of one block hold at most this many floats each (32 MB): few blocks, few partial sums
 
