@@ -163,6 +163,9 @@ def winograd_kernel(w):
 # The transforms in float32 (a float literal would make Numba compute in float64, at half the speed).
 ZERO, TWO, FOUR, FIVE, EIGHT = (np.float32(v) for v in (0, 2, 4, 5, 8))
 CHUNK = 16  # tiles per task of the parallel transforms (each task allocates its small scratch once)
+# _bt and _at are inlined into their callers (inline="always"): a tile calls each a dozen times, and as
+# separate functions every call built its row views and ran LLVM's overlap checks before a loop of only
+# C (or K) steps, which cost 2-5x the arithmetic at C = 64 (docs/performance.md, "Inlined transforms").
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
