@@ -179,15 +179,16 @@ def test_simple_version_equals_naive_twin_and_scheduled_one(shape, relu, schedul
         assert (ours >= 0).all() and (ours == 0).any()
 
 
-def test_simple_version_rejects_bad_shapes():
+@pytest.mark.parametrize("version", [conv3x3_winograd_simple, conv3x3_winograd], ids=["simple", "fast"])
+def test_both_versions_reject_bad_shapes(version):
     x, w, b = conv_case((1, 5, 6, 3, 4))
     U = winograd_kernel(w)
     with pytest.raises(ValueError, match="U must be"):
-        conv3x3_winograd_simple(x, U[:, :2], b)  # C mismatch
+        version(x, U[:, :2], b)  # C mismatch
     with pytest.raises(ValueError, match="b must be"):
-        conv3x3_winograd_simple(x, U, b[:3])
+        version(x, U, b[:3])
     with pytest.raises(ValueError, match="x must be"):
-        conv3x3_winograd_simple(x[0], U, b)
+        version(x[0], U, b)
 
 
 def test_relu_fused_in_output_transform(schedule):
@@ -275,13 +276,7 @@ def test_vgg16_sized_layer():
     assert_close(conv3x3_winograd(x, winograd_kernel(w), b, relu=True), ref)
 
 
-def test_fast_kernel_rejects_bad_shapes():
-    x, w, b = conv_case((1, 5, 6, 3, 4))
-    U = winograd_kernel(w)
-    with pytest.raises(ValueError, match="U must be"):
-        conv3x3_winograd(x, U[:, :2], b)  # C mismatch
-    with pytest.raises(ValueError, match="b must be"):
-        conv3x3_winograd(x, U, b[:3])
+def test_kernel_transform_rejects_a_kernel_that_is_not_3x3():
     with pytest.raises(ValueError, match="3, 3, C, K"):
         winograd_kernel(np.zeros((5, 5, 3, 4), np.float32))
 

@@ -341,9 +341,8 @@ def write_json(record, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    result, code = run_command(run, args, "interrupted: the earlier output (if any) is as it was")
+    page, code = run_command(run, args, "interrupted: the earlier output (if any) is as it was")
     if code is not None:
         return code
-    page = result
     print(f"page: {page.resolve()}")
     return 0

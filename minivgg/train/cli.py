@@ -179,9 +179,8 @@ def run(args, log=print):
 
 def main(argv=None):
     args = parse_args(argv)
-    result, code = run_command(run, args, "interrupted: the best epoch so far and the history are kept; --resume goes on")
+    out, code = run_command(run, args, "interrupted: the best epoch so far and the history are kept; --resume goes on")
     if code is not None:
         return code
-    out = result
     print(f"page: {(out / 'index.html').resolve()}")
     return 0
