@@ -325,6 +325,9 @@ FORWARD_COLUMNS = LEFT + CONV_COLUMNS[3:-1] + [("floor ms", 10, number("floor_ms
 BACKWARD_COLUMNS = CONV_COLUMNS[:1] + [("N,H,W,C->K", 21, lambda r: "{},{},{},{}->{}".format(*r["shape"])),
                                        ("method", 12, lambda r: f"{r['method']} {r['kind']}")] + CONV_COLUMNS[3:6] + [
     ("error", 10, number("rel_error", ".1e")), ("1st call ms", 13, number("first_ms", ".1f"))]
+PROFILE_COLUMNS = LEFT[:2] + [("method", 12, lambda r: r["method"]), ("median ms", 11, number("median_ms", ".2f")),
+                               ("% of pass", 11, number("pass_share", ".1f", 100)), ("floor ms", 10, number("floor_ms", ".2f")),
+                               ("x floor", 9, number("vs_floor", ".2f"))]
 GRADIENT_COLUMNS = LEFT[:2] + [("method", 18, lambda r: r["method"])] + [("median ms", 11, number("median_ms", ".1f")), ("||err||", 10, number("rel_error", ".1e")),
                            ("1st call ms", 13, number("first_ms", ".1f"))]
 
@@ -457,6 +460,42 @@ def run_forward(table, methods, frameworks, want_auto, args, weights, sgemm, tmp
                            gflops=gflops, sgemm_share=gflops / sgemm,
                            vs_im2col=base / row["median_ms"] if base and size == args.size else None,
                            floor_ms=floor, vs_floor=row["median_ms"] / floor))
+    if want_auto:
+        run_profile(table, VGG16(weights=path, include_top=False, method="auto"), args, sgemm)
+
+
+def run_profile(table, model, args, sgemm):
+    """Where the ``auto`` forward pass spends its time: each layer timed inside a whole pass (a loop over
+    ``model.forward`` in ``jit.passes()``, as ``model(x)`` runs it, the clock read at each yield),
+    medians over ``args.repeats`` passes after a warm-up. A conv layer's floor: its Winograd
+    multiplications (a quarter of the direct sum's) at NumPy's sgemm rate, as the forward table's."""
+    import time
+
+    import numpy as np
+
+    from minivgg import jit
+    from minivgg.benchmarks import harness as bench
+
+    x = bench.data((args.batch, args.size, args.size, 3), seed=200)  # (N, H, W, 3)
+    times = {}
+    for i in range(args.repeats + 1):  # the first pass is the warm-up
+        with jit.passes():
+            t = time.perf_counter()
+            for name, _ in model.forward(x):
+                now = time.perf_counter()
+                if i:
+                    times.setdefault(name, []).append((now - t) * 1e3)
+                t = now
+    total = sum(float(np.median(v)) for v in times.values())
+    table.section(f"the auto forward pass at {args.size}x{args.size}, batch {args.batch}, layer by layer (medians "
+                  f"inside whole passes; floor: the layer's Winograd multiplications at sgemm {sgemm:.1f} GFLOP/s)",
+                  PROFILE_COLUMNS)
+    for s in bench.layer_shapes(args.size, args.batch):
+        ms = float(np.median(times[s.name]))
+        floor = bench.conv_flops(s) / bench.WINOGRAD_SAVING / (sgemm * 1e9) * 1e3 if s.K else None
+        table.add(dict(layer=s.name, kind="profile", size=args.size, shape=[s.N, s.H, s.W, s.C],
+                       method=model.plan.get(s.name, "max-pool"), median_ms=ms, times_ms=times[s.name], pass_share=ms / total,
+                       floor_ms=floor, vs_floor=ms / floor if floor else None))
 
 
 def run_conv_backward(table, layers, methods, fw, args, weights, sgemm):

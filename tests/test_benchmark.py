@@ -26,6 +26,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 FAST = ["--size", "32", "--quick", "--repeats", "1"]
 CONV_LAYERS = [s.name for s in bench.layer_shapes(32, 1) if s.K]
 POOL_LAYERS = [s.name for s in bench.layer_shapes(32, 1) if not s.K]
+CONV_LAYERS_AND_POOLS = [s.name for s in bench.layer_shapes(32, 1)]  # in VGG16's order
 
 
 @pytest.fixture
@@ -101,7 +102,10 @@ def test_command_covers_every_layer_and_method(tmp_path):
     assert {r["method"] for r in gradients} == {"im2col", "winograd", "auto"}  # the naive twins are left out
     assert all(r["rel_error"] <= bench.GRADIENT_TOL for r in gradients), gradients
 
+    assert [r["layer"] for r in results if r["kind"] == "profile"] == CONV_LAYERS_AND_POOLS  # the auto pass, by layer
     for r in results:
+        if r["kind"] == "profile":  # timed inside whole passes: test_profile_of_the_auto_pass
+            continue
         assert r["median_ms"] > 0 and all(t > 0 for t in r["times_ms"]) and r["first_ms"] > 0, r
         if r["kind"] == "gradients":
             continue
@@ -342,3 +346,34 @@ def test_forward_table_prints_the_floor(main, capsys, tmp_path):
         assert r["floor_ms"] == pytest.approx(floor) and r["vs_floor"] == pytest.approx(r["median_ms"] / floor)
         printed = next(line.split() for line in text.splitlines() if line.startswith("forward") and r["method"] in line.split())
         assert printed[-2:] == [f"{floor:.1f}", f"{r['median_ms'] / floor:.2f}"], printed
+
+
+def test_profile_of_the_auto_pass(main, tmp_path):
+    """With ``auto`` in a forward run, the auto pass is also timed layer by layer inside whole passes:
+    one row per conv and pool layer in VGG16's order, each with the method the plan gives it, shares
+    that add up to the pass, and a conv layer's floor (its Winograd multiplications at the measured
+    sgemm). The per-layer times are the same work as the forward row, timed in other passes: their sum
+    is held to it within 3x either way, loose because at 32x32 with one repeat a pass is a few ms and
+    this machine's noise is 20-30%; a profile that timed the wrong thing (one layer, or every pass
+    summed) misses by more."""
+    from minivgg.network.vgg import VGG16
+
+    out = tmp_path / "bench.json"
+    assert main([*FAST, "--no-frameworks", "--methods", "auto", "--layers", "forward", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    sgemm = report["machine"]["sgemm_gflops"]
+    rows = [r for r in report["results"] if r["kind"] == "profile"]
+    shapes = bench.layer_shapes(32, 1)
+    assert [r["layer"] for r in rows] == [s.name for s in shapes]
+    plan = VGG16(weights=None, include_top=False).plan
+    assert [r["method"] for r in rows] == [plan.get(s.name, "max-pool") for s in shapes]
+    assert all(r["median_ms"] > 0 for r in rows)
+    assert sum(r["pass_share"] for r in rows) == pytest.approx(1)
+    for r, s in zip(rows, shapes):
+        if s.K:
+            assert r["floor_ms"] == pytest.approx(bench.conv_flops(s) / 4 / (sgemm * 1e9) * 1e3)
+            assert r["vs_floor"] == pytest.approx(r["median_ms"] / r["floor_ms"])
+        else:
+            assert r["floor_ms"] is None
+    forward = next(r for r in report["results"] if r["kind"] == "forward")["median_ms"]
+    assert forward / 3 < sum(r["median_ms"] for r in rows) < 3 * forward
