@@ -466,8 +466,9 @@ def run_forward(table, methods, frameworks, want_auto, args, weights, sgemm, tmp
 
 def run_profile(table, model, args, sgemm):
     """Where the ``auto`` forward pass spends its time: each layer timed inside a whole pass (a loop over
-    ``model.forward`` in ``jit.passes()``, as ``model(x)`` runs it, the clock read at each yield),
-    medians over ``args.repeats`` passes after a warm-up. A conv layer's floor: its Winograd
+    ``model.forward`` in ``jit.passes()``, the clock read at each yield), medians over ``args.repeats``
+    passes after a warm-up. A batch goes as ``model(x)`` takes it: image by image through the layers with
+    large maps (``VGG._depth_first``), each such layer's time summed over the images, then together. A conv layer's floor: its Winograd
     multiplications (a quarter of the direct sum's) at NumPy's sgemm rate, as the forward table's."""
     import time
 
@@ -477,15 +478,33 @@ def run_profile(table, model, args, sgemm):
     from minivgg.benchmarks import harness as bench
 
     x = bench.data((args.batch, args.size, args.size, 3), seed=200)  # (N, H, W, 3)
+    names = [row.name for row in model.layers]
+    split = model._depth_first(args.size, args.size) if args.batch > 1 else -1  # as model(x) splits a batch
+
+    def timed(a, start=None, stop=None):  # runs forward from ``start`` to ``stop``: ({layer: ms}, last output)
+        spent, t = {}, time.perf_counter()
+        for name, a in model.forward(a, start=start):
+            now = time.perf_counter()
+            spent[name], t = (now - t) * 1e3, now
+            if name == stop:
+                break
+        return spent, a
+
     times = {}
     for i in range(args.repeats + 1):  # the first pass is the warm-up
         with jit.passes():
-            t = time.perf_counter()
-            for name, _ in model.forward(x):
-                now = time.perf_counter()
-                if i:
-                    times.setdefault(name, []).append((now - t) * 1e3)
-                t = now
+            spent, outs = {}, []
+            if split >= 0:  # rows 0 .. split image by image, their times summed over the images
+                for n in range(args.batch):
+                    part, a = timed(x[n:n + 1], stop=names[split])
+                    outs.append(a)
+                    spent = {name: spent.get(name, 0) + ms for name, ms in part.items()}
+            if split < len(names) - 1:  # the rest of the way with the whole batch
+                part, _ = timed(np.concatenate(outs) if outs else x, start=names[split + 1] if outs else None)
+                spent.update(part)
+        if i:
+            for name, ms in spent.items():
+                times.setdefault(name, []).append(ms)
     total = sum(float(np.median(v)) for v in times.values())
     table.section(f"the auto forward pass at {args.size}x{args.size}, batch {args.batch}, layer by layer (medians "
                   f"inside whole passes; floor: the layer's Winograd multiplications at sgemm {sgemm:.1f} GFLOP/s)",
