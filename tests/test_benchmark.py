@@ -348,22 +348,29 @@ def test_forward_table_prints_the_floor(main, capsys, tmp_path):
         assert printed[-2:] == [f"{floor:.1f}", f"{r['median_ms'] / floor:.2f}"], printed
 
 
-def test_profile_of_the_auto_pass(main, tmp_path):
+@pytest.mark.parametrize("size,batch", [(32, 1), (96, 2)])  # at 96, batch 2 goes image by image through block1
+def test_profile_of_the_auto_pass(main, tmp_path, size, batch):
     """With ``auto`` in a forward run, the auto pass is also timed layer by layer inside whole passes:
     one row per conv and pool layer in VGG16's order, each with the method the plan gives it, shares
     that add up to the pass, and a conv layer's floor (its Winograd multiplications at the measured
     sgemm). The per-layer times are the same work as the forward row, timed in other passes: their sum
     is held to it within 3x either way, loose because at 32x32 with one repeat a pass is a few ms and
     this machine's noise is 20-30%; a profile that timed the wrong thing (one layer, or every pass
-    summed) misses by more."""
+    summed) misses by more. At 96x96, batch 2, the pass goes as ``model(x)`` runs it, block1 image
+    by image (``VGG._depth_first``), the rest together: the rows still cover every layer once."""
     from minivgg.network.vgg import VGG16
 
     out = tmp_path / "bench.json"
-    assert main([*FAST, "--no-frameworks", "--methods", "auto", "--layers", "forward", "--json", str(out)]) == 0
+    argv = [*FAST, "--size", str(size), "--batch", str(batch), "--no-frameworks", "--methods", "auto",
+            "--layers", "forward", "--json", str(out)]
+    assert main(argv) == 0
     report = json.loads(out.read_text())
     sgemm = report["machine"]["sgemm_gflops"]
     rows = [r for r in report["results"] if r["kind"] == "profile"]
-    shapes = bench.layer_shapes(32, 1)
+    shapes = bench.layer_shapes(size, batch)
+    if batch > 1:
+        assert VGG16(weights=None, include_top=False)._depth_first(size, size) >= 0  # the split is exercised
+    assert all(r["shape"][0] == batch for r in rows)
     assert [r["layer"] for r in rows] == [s.name for s in shapes]
     plan = VGG16(weights=None, include_top=False).plan
     assert [r["method"] for r in rows] == [plan.get(s.name, "max-pool") for s in shapes]
