@@ -48,6 +48,8 @@ Three versions, from the idea to the fast one:
 - ``winograd_schedules.conv3x3_winograd``: the same transforms and GEMMs, scheduled for speed (blocks
   of tiles in scratch buffers, a per-thread schedule, batch invariance, a fused backward ReLU). It is
   the one the model, ``conv.conv2d(method="winograd")`` and the benchmarks call.
+Smaller tiles, for small maps: ``winograd2.py``, F(2x2, 3x3), the same steps with 4x4 patches; the
+schedules run either, told by the transformed kernel's shape.
 """
 import numba
 import numpy as np
@@ -89,7 +91,7 @@ def tiles(H, W):
 
 def _check_kernel(w):
     if w.ndim != 4 or w.shape[:2] != (3, 3):
-        raise ValueError(f"Winograd F(4x4,3x3) needs a (3, 3, C, K) kernel, got {w.shape}")
+        raise ValueError(f"Winograd needs a (3, 3, C, K) kernel, got {w.shape}")
 
 
 def conv3x3_winograd_naive(x, w, b, relu=False):
@@ -101,23 +103,30 @@ def conv3x3_winograd_naive(x, w, b, relu=False):
     - out: (N, H, W, K) float32: stride 1, pad 1, so H' = H and W' = W
     Computes in float32, so it rounds about as much as the fast versions.
     """
+    return winograd_naive(x, w, b, relu, BT, G, AT)
+
+
+def winograd_naive(x, w, b, relu, bt, g, at):
+    """``conv3x3_winograd_naive`` for any tile: F(m x m, 3x3) from its matrices B^T (P, P), G (P, 3)
+    and A^T (m, P), P = m + 2 (``winograd2.py`` uses it with its own)."""
     _check_kernel(w)
     N, H, W, C = x.shape
     K = w.shape[3]
-    TH, TW = tiles(H, W)
-    bt, g, at = BT.astype(np.float32), G.astype(np.float32), AT.astype(np.float32)
-    U = np.einsum("ia,abck,jb->ijck", g, w.astype(np.float32), g)  # G g G^T: (6, 6, C, K)
-    # 1 zero row/column of padding before, and enough after for whole tiles: (N, 4*TH + 2, 4*TW + 2, C)
-    xp = np.zeros((N, TILE * TH + 2, TILE * TW + 2, C), dtype=np.float32)
+    m, P = at.shape  # outputs and inputs per tile side: 4 and 6 here
+    TH, TW = -(-H // m), -(-W // m)
+    bt, g, at = bt.astype(np.float32), g.astype(np.float32), at.astype(np.float32)
+    U = np.einsum("ia,abck,jb->ijck", g, w.astype(np.float32), g)  # G g G^T: (P, P, C, K)
+    # 1 zero row/column of padding before, and enough after for whole tiles: (N, m*TH + 2, m*TW + 2, C)
+    xp = np.zeros((N, m * TH + 2, m * TW + 2, C), dtype=np.float32)
     xp[:, 1:H + 1, 1:W + 1, :] = x
-    out = np.empty((N, TILE * TH, TILE * TW, K), dtype=np.float32)
+    out = np.empty((N, m * TH, m * TW, K), dtype=np.float32)
     for th in range(TH):
         for tw in range(TW):
-            d = xp[:, TILE * th:TILE * th + PATCH, TILE * tw:TILE * tw + PATCH, :]  # (N, 6, 6, C)
-            V = np.einsum("ia,nabc,jb->nijc", bt, d, bt)  # B^T d B: (N, 6, 6, C)
-            M = np.einsum("nijc,ijck->nijk", V, U)  # (G g G^T) * (B^T d B), summed over c: (N, 6, 6, K)
-            Y = np.einsum("ri,nijk,sj->nrsk", at, M, at)  # A^T M A: (N, 4, 4, K)
-            out[:, TILE * th:TILE * th + TILE, TILE * tw:TILE * tw + TILE, :] = Y
+            d = xp[:, m * th:m * th + P, m * tw:m * tw + P, :]  # (N, P, P, C)
+            V = np.einsum("ia,nabc,jb->nijc", bt, d, bt)  # B^T d B: (N, P, P, C)
+            M = np.einsum("nijc,ijck->nijk", V, U)  # (G g G^T) * (B^T d B), summed over c: (N, P, P, K)
+            Y = np.einsum("ri,nijk,sj->nrsk", at, M, at)  # A^T M A: (N, m, m, K)
+            out[:, m * th:m * th + m, m * tw:m * tw + m, :] = Y
     out = out[:, :H, :W, :] + b  # drop the outputs past a ragged edge: (N, H, W, K)
     return np.maximum(out, 0) if relu else out
 
@@ -127,18 +136,19 @@ def conv3x3_winograd_naive(x, w, b, relu=False):
 
 @numba.njit(**PARALLEL)
 def _winograd_kernel(w, g_mat, U):
-    # w: (3, 3, C, K) float32, g_mat: G (6, 3) float64, U: (36, C, K) float32 out
+    # w: (3, 3, C, K) float32, g_mat: G (P, 3) float64 (P = 6 here, 4 for winograd2), U: (P*P, C, K) float32 out
     _, _, C, K = w.shape
+    P = g_mat.shape[0]
     for c in numba.prange(C):
-        t = np.empty((PATCH, 3, K))  # G g for this channel, float64: (6, 3, K)
-        for i in range(PATCH):
+        t = np.empty((P, 3, K))  # G g for this channel, float64: (P, 3, K)
+        for i in range(P):
             for b in range(3):
                 for k in range(K):
                     t[i, b, k] = g_mat[i, 0] * w[0, b, c, k] + g_mat[i, 1] * w[1, b, c, k] + g_mat[i, 2] * w[2, b, c, k]
-        for i in range(PATCH):
-            for j in range(PATCH):  # (G g) G^T, rounded to float32 once
+        for i in range(P):
+            for j in range(P):  # (G g) G^T, rounded to float32 once
                 for k in range(K):
-                    U[PATCH * i + j, c, k] = t[i, 0, k] * g_mat[j, 0] + t[i, 1, k] * g_mat[j, 1] + t[i, 2, k] * g_mat[j, 2]
+                    U[P * i + j, c, k] = t[i, 0, k] * g_mat[j, 0] + t[i, 1, k] * g_mat[j, 1] + t[i, 2, k] * g_mat[j, 2]
 
 
 def winograd_kernel(w):
@@ -151,10 +161,16 @@ def winograd_kernel(w):
     Readable form (the naive twin uses it): np.einsum("ia,abck,jb->ijck", G, w, G).reshape(36, C, K).
     Computed in float64 and rounded once; a parallel loop over C, vectorised along K.
     """
+    return transform_kernel(w, G)
+
+
+def transform_kernel(w, g):
+    """``winograd_kernel`` for any tile, from its G (P, 3): U (P*P, C, K) (``winograd2.py`` uses it)."""
     _check_kernel(w)
     C, K = w.shape[2:]
-    U = np.empty((PATCH * PATCH, C, K), dtype=np.float32)
-    _winograd_kernel(np.ascontiguousarray(w, dtype=np.float32), G, U)
+    P = g.shape[0]
+    U = np.empty((P * P, C, K), dtype=np.float32)
+    _winograd_kernel(np.ascontiguousarray(w, dtype=np.float32), g, U)
     return U
 
 
@@ -286,14 +302,16 @@ def _output_transform(M, b, relu, gate, rule, TH, TW, t0, out):
 # -------------------------------------------------------------------- the simplest fast version
 
 
-def _check(x, U, b):
-    """x, U, b as float32 C-contiguous arrays, after checking their shapes against each other."""
+def _check(x, U, b, frequencies=(PATCH * PATCH,)):
+    """x, U, b as float32 C-contiguous arrays, after checking their shapes against each other.
+    ``frequencies``: the U.shape[0] allowed (36 here; the schedules also take winograd2's 16)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if x.ndim != 4:
         raise ValueError(f"x must be (N, H, W, C), got shape {x.shape}")
     C = x.shape[3]
-    if U.ndim != 3 or U.shape[:2] != (PATCH * PATCH, C):
-        raise ValueError(f"U must be (36, {C}, K) from winograd_kernel(w), got {U.shape}")
+    if U.ndim != 3 or U.shape[0] not in frequencies or U.shape[1] != C:
+        want = " or ".join(f"({f}, {C}, K)" for f in frequencies)
+        raise ValueError(f"U must be {want} from winograd_kernel(w), got {U.shape}")
     K = U.shape[2]
     if b.shape != (K,):
         raise ValueError(f"b must be ({K},), got {b.shape}")

@@ -31,24 +31,58 @@ Legend: as in winograd.py (N, H, W, C, K, TH, TW, T tiles, Tb tiles in one block
 4. A fused backward ReLU (``relu_below``). In a backward pass the convolution's result dx is at once
    passed through the backward rule of the ReLU below (``relu.relu_backward``); the output transform
    does that as it writes each value, which saves one pass over dx.
+5. Small maps: smaller tiles. Given a (16, C, K) kernel from ``winograd2.winograd2_kernel``, the same
+   schedules run F(2x2, 3x3)'s transforms (``steps``); ``small_tiles`` says where that is faster (few
+   tiles, a large kernel: block5 with one or two images), and the model asks it layer by layer.
 
 The GEMMs go through ``jit.matmul``: ``np.matmul``, which inside ``jit.shared_gemms()`` is cut into
 shares run on minivgg's own threads (OpenBLAS then single-threaded), else one plain ``np.matmul``.
 """
 import threading
+from collections import namedtuple
 
 import numba
 import numpy as np
 
+from . import winograd, winograd2
 from ..jit import matmul, run_shares, sharing
 from .relu import check_rule
-from .winograd import PATCH, _check, _input_tiles, _input_transform, _output_tiles, _output_transform, tiles
 
 BLOCK_FLOATS = 1 << 22  # floats per scratch buffer (16 MB): V and M hold at most this many
 CACHE_FLOATS = 1 << 18  # per thread, V and M of one block together (1 MB, a core's L2 cache here), see _per_thread
 PER_THREAD_CK = 128 * 256  # C * K at most for _per_thread: U (36*C*K floats, 4.7 MB) re-read from cache per block
 ONE_THREAD_CK = 128 * 128  # the same with one thread in all: its one core re-reads U alone (see _cache_blocked)
 _workspace = threading.local()
+
+# One tile size's steps: outputs and inputs per tile side, and its transforms (per tile, and parallel).
+Steps = namedtuple("Steps", "tile patch input_tiles output_tiles input_transform output_transform")
+F4 = Steps(winograd.TILE, winograd.PATCH, winograd._input_tiles, winograd._output_tiles,
+           winograd._input_transform, winograd._output_transform)
+F2 = Steps(winograd2.TILE, winograd2.PATCH, winograd2._input_tiles, winograd2._output_tiles,
+           winograd2._input_transform, winograd2._output_transform)
+
+
+def steps(U):
+    """The tile size a transformed kernel was made for, told by its frequencies: F4's steps for U
+    (36, C, K) from ``winograd_kernel``, F2's for U (16, C, K) from ``winograd2.winograd2_kernel``."""
+    return F2 if U.shape[0] == F2.patch ** 2 else F4
+
+
+SMALL_TILES = 32  # F(4x4) tiles at most (over the GEMMs' rows) for small_tiles to choose F(2x2)
+SMALL_MIN_CK = 256 * 256  # and C * K at least: F(4x4)'s U is then 9.4 MB or more
+
+
+def small_tiles(N, H, W, C, K):
+    """Whether a C -> K layer on N maps H x W runs faster with F(2x2, 3x3)'s tiles (``winograd2.py``)
+    than with F(4x4)'s: where F(4x4) would have few tiles (2 to ``SMALL_TILES``) and a large transformed
+    kernel (C * K >= ``SMALL_MIN_CK``). Its 36 GEMMs then have 2-32 rows, and their time goes into
+    reading and packing U (36*C*K floats) more than into multiplying; F(2x2) has 2.25x the multiplications
+    but a U of 16*C*K floats and 4x the rows. Measured (224, 2 threads, side by side, F2 / F4): block5
+    (14x14, 512 -> 512) 0.59-0.73 at one image, 0.88 at two, 1.05-1.07 at three or four; 14x14,
+    256 -> 256: 0.77; 28x28, 512 -> 512 (49 tiles): 1.15; 16x16, 128 -> 128: 1.61; a single tile (4x4
+    maps, a matrix-vector product for F(4x4)): 1.17 (docs/performance.md, "Small maps: F(2x2, 3x3)").
+    With ``per_image`` GEMMs, N is 1: each image is its own GEMMs, and so chooses as it does alone."""
+    return C * K >= SMALL_MIN_CK and 2 <= N * -(-H // winograd.TILE) * -(-W // winograd.TILE) <= SMALL_TILES
 
 
 def _scratch(name, size):
@@ -79,19 +113,20 @@ def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
     """
     N, H, W, C = x.shape
     K = U.shape[2]
+    st, F = steps(U), U.shape[0]  # the tile's steps, and its frequencies: 36, or 16 for F2
     T = N * TH * TW
-    Tb = max(16, CACHE_FLOATS // (PATCH * PATCH * (C + K)))  # tiles per block
+    Tb = max(16, CACHE_FLOATS // (F * (C + K)))  # tiles per block
     shares = max(1, min(numba.get_num_threads(), T // Tb))
 
     def share(i):
-        v_buf, m_buf = _scratch("v", PATCH * PATCH * Tb * C), _scratch("m", PATCH * PATCH * Tb * K)  # this thread's
+        v_buf, m_buf = _scratch("v", F * Tb * C), _scratch("m", F * Tb * K)  # this thread's
         for t0 in range(T * i // shares, T * (i + 1) // shares, Tb):
             n = min(Tb, T * (i + 1) // shares - t0)
-            V = v_buf[:PATCH * PATCH * n * C].reshape(PATCH * PATCH, n, C)  # (36, n, C)
-            M = m_buf[:PATCH * PATCH * n * K].reshape(PATCH * PATCH, n, K)  # (36, n, K)
-            _input_tiles(x, TH, TW, t0, V, 0, n)  # in this thread, which holds no lock meanwhile (nogil)
-            np.matmul(V, U, out=M)  # 36 GEMMs: (36, n, C) @ (36, C, K) -> (36, n, K)
-            _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, 0, n)
+            V = v_buf[:F * n * C].reshape(F, n, C)  # (F, n, C)
+            M = m_buf[:F * n * K].reshape(F, n, K)  # (F, n, K)
+            st.input_tiles(x, TH, TW, t0, V, 0, n)  # in this thread, which holds no lock meanwhile (nogil)
+            np.matmul(V, U, out=M)  # F GEMMs: (F, n, C) @ (F, C, K) -> (F, n, K)
+            st.output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, 0, n)
 
     run_shares(share, shares)
 
@@ -112,12 +147,13 @@ def _cache_blocked(C, K):
 
 
 def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
-    """Fast Winograd F(4x4, 3x3) convolution; same result as ``winograd.conv3x3_winograd_naive`` and
-    ``winograd.conv3x3_winograd_simple``.
+    """Fast Winograd F(4x4, 3x3) convolution (or F(2x2, 3x3), by U); same result as
+    ``winograd.conv3x3_winograd_naive`` and ``winograd.conv3x3_winograd_simple`` (``winograd2``'s naive twin).
 
     Inputs:
     - x: (N, H, W, C) float32 (other float dtypes are converted)
-    - U: (36, C, K) float32, the transformed kernel from ``winograd_kernel(w)``
+    - U: (36, C, K) float32, the transformed kernel from ``winograd_kernel(w)``, or (16, C, K) from
+      ``winograd2.winograd2_kernel(w)`` for F(2x2, 3x3)'s tiles (see ``small_tiles``)
     - b: (K,);  relu: apply max(., 0), fused in the output transform
     - per_image: GEMMs never mix images, so out[n] is bit for bit what x[n:n+1] gives alone (see
       reason 3 above); False (default): one GEMM per block of tiles, faster on a batch
@@ -134,7 +170,9 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
     (``_cache_blocked``) takes the other schedule, ``_per_thread`` (with ``per_image``, one image at a
     time, cut as it is alone); the results agree to float32 rounding (the GEMMs are cut differently).
     """
-    x, U, b = _check(x, U, b)
+    x, U, b = winograd._check(x, U, b, frequencies=(F4.patch ** 2, F2.patch ** 2))
+    st = steps(U)  # F(4x4, 3x3) or F(2x2, 3x3), from U's shape
+    F = U.shape[0]
     N, H, W, C = x.shape
     K = U.shape[2]
     if relu_below is None:
@@ -143,14 +181,14 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
         gate, rule = np.ascontiguousarray(relu_below[0], dtype=np.float32), check_rule(relu_below[1])
         if gate.shape != (N, H, W, K):
             raise ValueError(f"relu_below's y must be {(N, H, W, K)}, got {gate.shape}")
-    TH, TW = tiles(H, W)
+    TH, TW = -(-H // st.tile), -(-W // st.tile)  # tiles down and across
     out = np.empty((N, H, W, K), dtype=np.float32)
     if _cache_blocked(C, K):  # see _per_thread; with per_image, one image at a time (as it runs alone)
         for n0, n1 in ([(n, n + 1) for n in range(N)] if per_image else [(0, N)]):
             _per_thread(x[n0:n1], U, b, bool(relu), gate if rule < 0 else gate[n0:n1], rule, TH, TW, out[n0:n1])
         return out
     P = TH * TW  # tiles per image
-    most = max(1, BLOCK_FLOATS // (PATCH * PATCH * max(C, K)))  # tiles per block, at most
+    most = max(1, BLOCK_FLOATS // (F * max(C, K)))  # tiles per block, at most
     if not per_image:  # blocks of ``most`` tiles, one GEMM each, images mixed: (first tile, count, per GEMM)
         blocks = [(t0, min(most, N * P - t0), min(most, N * P - t0)) for t0 in range(0, N * P, most)]
     elif P >= most:  # an image spans blocks, cut at the same tiles in every image: (first tile, count, per GEMM)
@@ -159,12 +197,12 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
         g = most // P  # images per block
         blocks = [(n * P, min(g, N - n) * P, P) for n in range(0, N, g)]
     block = max(count for _, count, _ in blocks)
-    v_buf, m_buf = _scratch("V", PATCH * PATCH * block * C), _scratch("M", PATCH * PATCH * block * K)
+    v_buf, m_buf = _scratch("V", F * block * C), _scratch("M", F * block * K)
     for t0, Tb, per in blocks:
-        V = v_buf[:PATCH * PATCH * Tb * C].reshape(PATCH * PATCH, Tb, C)  # (36, Tb, C)
-        M = m_buf[:PATCH * PATCH * Tb * K].reshape(PATCH * PATCH, Tb, K)  # (36, Tb, K)
-        _input_transform(x, TH, TW, t0, V)
+        V = v_buf[:F * Tb * C].reshape(F, Tb, C)  # (F, Tb, C)
+        M = m_buf[:F * Tb * K].reshape(F, Tb, K)  # (F, Tb, K)
+        st.input_transform(x, TH, TW, t0, V)
         for s in range(0, Tb, per):  # readable form: np.matmul(V, U, out=M), one GEMM for all the tiles
-            matmul(V[:, s:s + per], U, out=M[:, s:s + per])  # 36 GEMMs: (36, per, C) @ (36, C, K) -> (36, per, K)
-        _output_transform(M, b, bool(relu), gate, rule, TH, TW, t0, out)
+            matmul(V[:, s:s + per], U, out=M[:, s:s + per])  # F GEMMs: (F, per, C) @ (F, C, K) -> (F, per, K)
+        st.output_transform(M, b, bool(relu), gate, rule, TH, TW, t0, out)
     return out

@@ -52,6 +52,8 @@ from ..layers.dense import dense_backward, softmax_backward
 from ..layers.pool import max_pool2d_backward
 from ..layers.relu import RELU_RULES, relu_backward
 from ..layers.winograd import winograd_kernel
+from ..layers.winograd2 import winograd2_kernel
+from ..layers.winograd_schedules import small_tiles
 from ..layers.winograd_weights import conv3x3_winograd_weights
 from .table import shapes
 
@@ -248,7 +250,8 @@ def _conv_input_grad(model, row, dz, a_in, relu_below=None):
     (a rule), the ReLU rule of the conv below applied too, its output being a_in (``_relus_fused``)."""
     kernel = model.params[row.name][0]  # (3, 3, C, K)
     method = _dx_method(model, row, kernel)
-    U_t = _kernel_dx(model, row, kernel) if method == "winograd" else None  # (36, K, C)
+    small = small_tiles(*dz.shape, kernel.shape[2])  # dz (N, H, W, K) -> da (N, H, W, C): few tiles, F(2x2)'s
+    U_t = _kernel_dx(model, row, kernel, small) if method == "winograd" else None  # (36, K, C), or (16, K, C)
     fuse = (a_in, relu_below) if relu_below is not None else None
     return conv2d_backward_input(dz, kernel, pad=1, method=method, U_t=U_t, relu_below=fuse)  # (N, H, W, C)
 
@@ -341,13 +344,11 @@ def _dx_method(model, row, kernel):
     return model.plan[row.name]
 
 
-def _kernel_dx(model, row, kernel):
+def _kernel_dx(model, row, kernel, small=False):
     """The Winograd transform of the backward kernel, U_t = winograd_kernel(transpose_kernel(w)),
-    (36, K, C): made on first use and kept with the model (``model._winograd_dx``), as the forward
-    ones are, unless the model was made with ``keep_transformed=False``."""
-    U_t = model._winograd_dx.get(row.name)
-    if U_t is None:
-        U_t = winograd_kernel(transpose_kernel(kernel))  # (36, K, C)
-        if model.keep_transformed:  # kept for the next call
-            model._winograd_dx[row.name] = U_t
-    return U_t
+    (36, K, C), or with ``small`` F(2x2, 3x3)'s, winograd2_kernel(...) (16, K, C): made on first use and
+    kept with the model (``VGG._made_kernel``), as the forward ones are, unless the model was made with
+    ``keep_transformed=False``."""
+    if small:
+        return model._made_kernel(row.name, "small dx", lambda: winograd2_kernel(transpose_kernel(kernel)))
+    return model._made_kernel(row.name, "dx", lambda: winograd_kernel(transpose_kernel(kernel)))

@@ -34,7 +34,8 @@ from ..layers import conv as conv_methods
 from ..layers.dense import dense, sigmoid, softmax
 from ..layers.pool import global_avg_pool, global_max_pool, max_pool2d
 from ..layers.winograd import winograd_kernel
-from ..layers.winograd_schedules import conv3x3_winograd
+from ..layers.winograd2 import winograd2_kernel
+from ..layers.winograd_schedules import conv3x3_winograd, small_tiles
 from . import backprop
 from .receptive_field import receptive_field
 from .table import TITLES, TOP_SIZE, check_size, conv_base, input_size, layers, plan, random_params, shapes, table
@@ -234,10 +235,10 @@ class VGG:
                 raise MinivggError(f"{name} takes weights of shapes {want}, got {(np.shape(kernel), np.shape(bias))}")
         new = copy.copy(self)
         new.params = dict(self.params)
-        new._winograd, new._winograd_dx = dict(self._winograd), dict(self._winograd_dx)
+        new._winograd, new._made = dict(self._winograd), dict(self._made)
         for name, (kernel, bias) in params.items():
             new.params[name] = (np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(bias, np.float32))
-            new._winograd_dx.pop(name, None)
+            new._forget(name)
             if name in new._winograd:
                 new._winograd[name] = winograd_kernel(new.params[name][0])  # (36, C, K)
         return new
@@ -272,17 +273,36 @@ class VGG:
 
     def _keep_winograd_kernels(self):
         """Transform every Winograd layer's kernel now and keep it, unless told not to (then ``_conv``
-        transforms each kernel as its layer runs). The backward pass keeps its own, made on first use."""
+        transforms each kernel as its layer runs). Others are made on first use (``_made_kernel``)."""
         winograd = [name for name, m in self.plan.items() if m == "winograd"] if self.keep_transformed else []
         self._winograd = {name: winograd_kernel(self.params[name][0]) for name in winograd}  # (36, C, K) each
-        self._winograd_dx = {}  # the backward pass's flipped kernels, made on first use if kept (backprop.py)
+        self._made = {}  # (layer, kind) -> a kernel transformed on first use, kept if keep_transformed
+
+    def _made_kernel(self, name, kind, make):
+        """Layer ``name``'s transformed kernel of ``kind``, made by ``make()`` on first use and kept
+        (unless ``keep_transformed`` is False): "dx", the backward pass's flipped kernel (backprop.py);
+        "small" and "small dx", F(2x2, 3x3)'s two, for calls with few tiles (``small_tiles``)."""
+        U = self._made.get((name, kind))
+        if U is None:
+            U = make()
+            if self.keep_transformed:
+                self._made[(name, kind)] = U
+        return U
+
+    def _forget(self, name):
+        """Layer ``name``'s weights changed: drop the kernels ``_made_kernel`` made from the old ones."""
+        self._made = {key: U for key, U in self._made.items() if key[0] != name}
 
     def _conv(self, row, x):
         """relu(conv(x, w) + b) for conv row ``row`` by its planned method: x (N, H, W, C) -> (N, H, W, K)."""
         kernel, bias = self.params[row.name]
         relu = row.activation == "relu"
-        if self.plan[row.name] == "winograd":  # the kernel transformed at load, or now and dropped after
-            U = self._winograd[row.name] if row.name in self._winograd else winograd_kernel(kernel)  # (36, C, K)
+        if self.plan[row.name] == "winograd":
+            N, H, W, C = x.shape
+            if small_tiles(1 if self.batch_invariant else N, H, W, C, kernel.shape[3]):  # F(2x2)'s tiles are faster
+                U = self._made_kernel(row.name, "small", lambda: winograd2_kernel(kernel))  # (16, C, K)
+            else:  # the kernel transformed at load, or now and dropped after
+                U = self._winograd[row.name] if row.name in self._winograd else winograd_kernel(kernel)  # (36, C, K)
             return conv3x3_winograd(x, U, bias, relu=relu, per_image=self.batch_invariant)
         return conv_methods.conv2d(x, kernel, bias, stride=1, pad=1, relu=relu, method=self.plan[row.name])
 

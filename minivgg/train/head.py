@@ -78,7 +78,7 @@ def with_head(model, classes, head="flatten", hidden=(256,), dropout=0.5, seed=0
         if row.kind == "dense":  # Keras' defaults: Glorot-uniform kernel, zero bias
             new.params[row.name] = (glorot_uniform(rng, *p[0]), np.zeros(p[1], np.float32))
     new.plan = plan(model.method, rows)
-    new._winograd, new._winograd_dx = dict(model._winograd), dict(model._winograd_dx)
+    new._winograd, new._made = dict(model._winograd), dict(model._made)
     new.classes = names
     new.dropout = {row.name: float(dropout) for row in rows if row.kind == "dropout"}
     return new

@@ -83,7 +83,7 @@ def _refresh(model, names):
     for name in names:
         if name in model._winograd:
             model._winograd[name] = winograd_kernel(model.params[name][0])  # (36, C, K)
-        model._winograd_dx.pop(name, None)
+        model._forget(name)  # and the others, made from the old kernel on first use
 
 
 def set_weights(model, weights):
