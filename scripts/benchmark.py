@@ -476,6 +476,7 @@ def run_profile(table, model, args, sgemm):
 
     from minivgg import jit
     from minivgg.benchmarks import harness as bench
+    from minivgg.layers.winograd_schedules import small_tiles
 
     x = bench.data((args.batch, args.size, args.size, 3), seed=200)  # (N, H, W, 3)
     names = [row.name for row in model.layers]
@@ -509,11 +510,14 @@ def run_profile(table, model, args, sgemm):
     table.section(f"the auto forward pass at {args.size}x{args.size}, batch {args.batch}, layer by layer (medians "
                   f"inside whole passes; floor: the layer's Winograd multiplications at sgemm {sgemm:.1f} GFLOP/s)",
                   PROFILE_COLUMNS)
-    for s in bench.layer_shapes(args.size, args.batch):
+    for i, s in enumerate(bench.layer_shapes(args.size, args.batch)):
         ms = float(np.median(times[s.name]))
         floor = bench.conv_flops(s) / bench.WINOGRAD_SAVING / (sgemm * 1e9) * 1e3 if s.K else None
+        method = model.plan.get(s.name, "max-pool")
+        if method == "winograd" and small_tiles(1 if i <= split else s.N, s.H, s.W, s.C, s.K):
+            method = "winograd 2x2"  # F(2x2, 3x3)'s tiles, as VGG._conv chooses for this call
         table.add(dict(layer=s.name, kind="profile", size=args.size, shape=[s.N, s.H, s.W, s.C],
-                       method=model.plan.get(s.name, "max-pool"), median_ms=ms, times_ms=times[s.name], pass_share=ms / total,
+                       method=method, median_ms=ms, times_ms=times[s.name], pass_share=ms / total,
                        floor_ms=floor, vs_floor=ms / floor if floor else None))
 
 
