@@ -196,6 +196,23 @@ def run_shares(work, count):
             job.result()  # waits even when work(0) raised: no share still writes after we return
 
 
+_workspace = threading.local()
+
+
+def scratch(name, size):
+    """A float32 scratch buffer of ``size`` elements, kept between calls, one per thread (Winograd's
+    blocks of tiles, im2col's blocks of rows).
+
+    Fresh tens of megabytes per layer would be mapped in by the OS page by page on every call, a cost
+    measured of the order of the convolution itself (docs/performance.md).
+    """
+    buf = getattr(_workspace, name, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype=np.float32)
+        setattr(_workspace, name, buf)
+    return buf[:size]
+
+
 def matmul(a, b, out=None):
     """``np.matmul(a, b, out=out)`` for float32 a (M, K) @ b (K, N) -> (M, N), or stacks a (F, M, K) @
     b (F, K, N) -> (F, M, N); inside ``shared_gemms()`` computed in shares on minivgg's threads.

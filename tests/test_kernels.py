@@ -67,6 +67,57 @@ def test_conv2d_equals_naive(N, H, W, C, KH, KW, stride, pad, use_relu):
     assert_close(conv2d(x, w, b, stride, pad, use_relu, method="direct"), ref)
 
 
+@pytest.fixture(params=["shared GEMMs", "one thread"])
+def blocked(request):
+    """conv2d_im2col's blocked version (``conv._im2col_blocked``): taken inside ``jit.shared_gemms()``,
+    where each thread calls its own GEMMs, and with one Numba thread."""
+    import numba
+
+    from minivgg import jit
+
+    if request.param == "shared GEMMs":
+        with jit.shared_gemms() as sharing:
+            assert sharing, "OpenBLAS not found or one thread: the blocked version is not taken"
+            yield
+    else:
+        before = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("N,H,W,C,KH,KW,stride,pad", WINDOWS)
+@pytest.mark.parametrize("block_floats", [1, 1 << 16])  # a block per output row (many blocks), and the default
+def test_conv2d_im2col_in_blocks_equals_naive(N, H, W, C, KH, KW, stride, pad, block_floats, blocked, monkeypatch):
+    import minivgg.layers.conv as conv_module
+
+    calls, real = [], conv_module._im2col_rows
+    monkeypatch.setattr(conv_module, "_im2col_rows", lambda *a: calls.append(a[5:8]) or real(*a))  # (n, r0, r1)
+    monkeypatch.setattr(conv_module, "BLOCK_COLS_FLOATS", block_floats)
+    rng = np.random.default_rng(1)
+    K = C + 3
+    x, w, b = rand(rng, N, H, W, C), rand(rng, KH, KW, C, K), rand(rng, K)
+    for use_relu in (False, True):
+        assert_close(conv2d_im2col(x, w, b, stride, pad, use_relu), conv2d_naive(x, w, b, stride, pad, use_relu))
+    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+    R = max(1, block_floats // (OW * KH * KW * C))  # output rows per block
+    want = [(n, r0, min(r0 + R, OH)) for n in range(N) for r0 in range(0, OH, R)]  # rows of one image each
+    assert sorted(calls) == sorted(2 * want)  # two convolutions, each through every block once
+
+
+def test_conv2d_im2col_in_blocks_is_batch_invariant(blocked, monkeypatch):
+    import minivgg.layers.conv as conv_module
+
+    monkeypatch.setattr(conv_module, "BLOCK_COLS_FLOATS", 5 * 13 * 27)  # 5 of the 13 rows a block: a ragged last one
+    rng = np.random.default_rng(2)
+    x, w, b = rand(rng, 4, 13, 9, 3), rand(rng, 3, 3, 3, 64), rand(rng, 64)
+    batch = conv2d_im2col(x, w, b, 1, 1, True)
+    for n in range(4):
+        np.testing.assert_array_equal(batch[n], conv2d_im2col(x[n:n + 1], w, b, 1, 1, True)[0])
+
+
 @pytest.mark.parametrize("C,K", [(3, 64), (3, 5), (7, 2), (1, 17)])
 def test_conv2d_direct_equals_naive_first_layer_shapes(C, K):
     # The direct kernel's case: few input channels, more output channels (block1_conv1 is 3 -> 64);

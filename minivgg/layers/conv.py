@@ -49,9 +49,11 @@ C and K axes swapped, w_t = ``transpose_kernel(w)`` (KH, KW, K, C). For VGG16's 
 import numba
 import numpy as np
 
-from ..jit import PARALLEL, matmul  # matmul: np.matmul, shared among minivgg's threads inside jit.shared_gemms()
-from .im2col import _check as _check_window, im2col, output_size
-from .relu import bias_relu, relu_backward
+from ..jit import PARALLEL, matmul, run_shares, scratch, sharing  # matmul: np.matmul, shared inside jit.shared_gemms()
+from .im2col import _check as _check_window, _im2col_rows, im2col, output_size
+from .relu import _bias_relu_rows, bias_relu, relu_backward
+
+BLOCK_COLS_FLOATS = 1 << 16  # im2col's blocks of rows (``_im2col_blocked``): at most this many floats of cols (256 KB)
 
 METHODS = ("naive", "im2col", "winograd", "direct")
 DEFAULT = "im2col"
@@ -98,6 +100,8 @@ def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     _check(x, w, b, stride, pad)
+    if sharing() or numba.get_num_threads() == 1:  # each thread may call its own GEMMs: in cache-sized blocks
+        return _im2col_blocked(x, w, b, stride, pad, relu)
     KH, KW, C, K = w.shape
     cols = im2col(x, KH, KW, stride, pad)  # (N, H', W', KH*KW*C)
     N, OH, OW, _ = cols.shape
@@ -113,6 +117,43 @@ def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
         matmul(rows[n * step:(n + 1) * step], w2, out=y[n * step:(n + 1) * step])  # (H'*W', KH*KW*C) @ (KH*KW*C, K)
     bias_relu(y, b, relu)
     return y.reshape(N, OH, OW, K)  # (N*H'*W', K) -> (N, H', W', K)
+
+
+def _im2col_blocked(x, w, b, stride, pad, relu):
+    """``conv2d_im2col`` in blocks of output rows, each taken through im2col, its GEMM and the bias +
+    ReLU before the next, so that its rows of cols (``BLOCK_COLS_FLOATS`` at most) and its outputs stay
+    in the core's cache; the blocks shared among minivgg's threads (``jit.run_shares``), each with its
+    own scratch for cols, its GEMM writing straight into the output.
+
+    Why: the plain version writes all of cols out to memory and reads it back, then reads and writes
+    the whole output again for the bias and ReLU. On the first layer (C = 3, a 27-deep GEMM) that was
+    more than the GEMM: block1_conv1 at 224, 2 threads, 2.0 ms plain, 1.1 ms blocked
+    (docs/performance.md). Needs each thread to call its own BLAS (inside ``jit.shared_gemms()``), or
+    one thread in all. Blocks hold rows of one image, cut the same whatever the batch: each image's
+    output is bit for bit what it is alone.
+    """
+    KH, KW, C, K = w.shape
+    N, H, W, _ = x.shape
+    OH, OW = output_size(H, KH, stride, pad), output_size(W, KW, stride, pad)
+    L = KH * KW * C  # one row of cols
+    w2 = np.ascontiguousarray(w, dtype=np.float32).reshape(L, K)  # (KH, KW, C, K) -> (KH*KW*C, K)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    out = np.empty((N, OH, OW, K), dtype=np.float32)
+    R = max(1, BLOCK_COLS_FLOATS // (OW * L))  # output rows per block
+    blocks = [(n, r0, min(r0 + R, OH)) for n in range(N) for r0 in range(0, OH, R)]  # (image, first row, end)
+    shares = min(numba.get_num_threads(), len(blocks))
+
+    def share(i):
+        buf = scratch("cols", R * OW * L)  # this thread's
+        for n, r0, r1 in blocks[len(blocks) * i // shares:len(blocks) * (i + 1) // shares]:
+            cols = buf[:(r1 - r0) * OW * L].reshape(r1 - r0, OW, L)  # (rows, W', KH*KW*C)
+            _im2col_rows(x, KH, KW, stride, pad, n, r0, r1, cols)  # nogil: the threads run at once
+            y = out[n, r0:r1].reshape((r1 - r0) * OW, K)  # (rows, W', K) -> (rows*W', K), a view of out
+            np.matmul(cols.reshape((r1 - r0) * OW, L), w2, out=y)  # (rows*W', KH*KW*C) @ (KH*KW*C, K)
+            _bias_relu_rows(y, b, relu, 0, y.shape[0])
+
+    run_shares(share, shares)
+    return out
 
 
 @numba.njit(**PARALLEL)

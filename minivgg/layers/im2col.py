@@ -13,7 +13,8 @@ flattened with ``w.reshape(KH*KW*C, K)``, so no transpose is ever needed.
 
 Two versions, side by side:
 - ``im2col_naive``: pad with ``np.pad``, then one slice per output position. Obviously right.
-- ``im2col``: a parallel Numba loop that writes the zeros of the padding itself (no padded copy).
+- ``im2col``: a parallel Numba loop that writes the zeros of the padding itself (no padded copy),
+  one output row per task (``_im2col_rows``, which ``conv.conv2d_im2col`` also calls on blocks of rows).
 """
 import numba
 import numpy as np
@@ -57,26 +58,43 @@ def im2col_naive(x, kh, kw, stride=1, pad=0):
     return cols
 
 
+@numba.njit(nogil=True, cache=True)
+def _im2col_rows(x, kh, kw, stride, pad, n, r0, r1, cols):
+    # x: (N, H, W, C); cols: (r1 - r0, W', KH*KW*C), the rows of output rows r0 .. r1 - 1 of image n.
+    # One window row (kernel row i: kw taps of C values) is kw*C contiguous values of x's row, so it
+    # is copied as one run where it lies inside the image; taps in the padding are zeros.
+    N, H, W, C = x.shape
+    OW = cols.shape[1]
+    KC = kw * C  # one window row's values
+    for oh in range(r0, r1):
+        for i in range(kh):
+            ih = oh * stride - pad + i
+            if ih < 0 or ih >= H:  # this kernel row falls in the zero padding
+                for ow in range(OW):
+                    for t in range(KC):
+                        cols[oh - r0, ow, i * KC + t] = 0.0
+                continue
+            row = x[n, ih].reshape(W * C)  # (W, C) -> (W*C,): pixel iw's channels at iw*C
+            for ow in range(OW):
+                iw0 = ow * stride - pad  # the window's first column
+                if iw0 >= 0 and iw0 + kw <= W:  # inside: one contiguous run
+                    for t in range(KC):
+                        cols[oh - r0, ow, i * KC + t] = row[iw0 * C + t]
+                else:  # at a left or right edge: tap by tap
+                    for j in range(kw):
+                        iw = iw0 + j
+                        for c in range(C):
+                            cols[oh - r0, ow, i * KC + j * C + c] = row[iw * C + c] if 0 <= iw < W else 0.0
+
+
 @numba.njit(**PARALLEL)
 def _im2col(x, kh, kw, stride, pad, cols):
     # x: (N, H, W, C), cols: (N, H', W', KH*KW*C); no checks, the caller validated.
-    N, H, W, C = x.shape
-    _, OH, OW, _ = cols.shape
+    N = x.shape[0]
+    OH = cols.shape[1]
     for nh in numba.prange(N * OH):  # one output row of one image per task
-        n = nh // OH
-        oh = nh % OH
-        for ow in range(OW):
-            for i in range(kh):
-                ih = oh * stride - pad + i
-                for j in range(kw):
-                    iw = ow * stride - pad + j
-                    base = (i * kw + j) * C
-                    if 0 <= ih < H and 0 <= iw < W:
-                        for c in range(C):
-                            cols[n, oh, ow, base + c] = x[n, ih, iw, c]
-                    else:  # this tap falls in the zero padding
-                        for c in range(C):
-                            cols[n, oh, ow, base + c] = 0.0
+        n, oh = nh // OH, nh % OH
+        _im2col_rows(x, kh, kw, stride, pad, n, oh, oh + 1, cols[n, oh:oh + 1])
 
 
 def im2col(x, kh, kw, stride=1, pad=0):

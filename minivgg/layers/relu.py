@@ -51,16 +51,24 @@ def bias_relu_naive(y, b, relu=False):
     return np.maximum(y, 0) if relu else y
 
 
-@numba.njit(**PARALLEL)
-def _bias_relu(y, b, relu):
-    # y: (M, K) modified in place, b: (K,)
-    M, K = y.shape
-    for m in numba.prange(M):
+@numba.njit(nogil=True, cache=True)
+def _bias_relu_rows(y, b, relu, lo, hi):
+    # y: (M, K) modified in place, rows lo .. hi - 1; b: (K,)
+    K = y.shape[1]
+    for m in range(lo, hi):
         for k in range(K):
             v = y[m, k] + b[k]
             if relu and v < 0:
                 v = 0.0
             y[m, k] = v
+
+
+@numba.njit(**PARALLEL)
+def _bias_relu(y, b, relu):
+    # y: (M, K) modified in place, b: (K,); 64 rows per task
+    M = y.shape[0]
+    for task in numba.prange((M + 63) // 64):
+        _bias_relu_rows(y, b, relu, 64 * task, min(M, 64 * task + 64))
 
 
 def bias_relu(y, b, relu=False):

@@ -11,7 +11,7 @@ Legend: as in winograd.py (N, H, W, C, K, TH, TW, T tiles, Tb tiles in one block
 1. Bounded memory: blocks of tiles. The simple version holds V and M for all T tiles at once, which
    grows with the batch. Here the tiles go through in blocks of at most
    ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M stay under ``BLOCK_FLOATS`` floats each whatever
-   the batch size, in scratch buffers kept between calls (``_scratch`` says why).
+   the batch size, in scratch buffers kept between calls (``jit.scratch`` says why).
 2. Cache: the per-thread schedule (``_per_thread``). Inside ``jit.shared_gemms()``, where each thread
    may call its own GEMMs, or with one thread in all (``--threads 1``, NUMBA_NUM_THREADS=1: one share,
    in the calling thread), a layer with a small U takes the tiles one share per thread, each share
@@ -38,21 +38,19 @@ Legend: as in winograd.py (N, H, W, C, K, TH, TW, T tiles, Tb tiles in one block
 The GEMMs go through ``jit.matmul``: ``np.matmul``, which inside ``jit.shared_gemms()`` is cut into
 shares run on minivgg's own threads (OpenBLAS then single-threaded), else one plain ``np.matmul``.
 """
-import threading
 from collections import namedtuple
 
 import numba
 import numpy as np
 
 from . import winograd, winograd2
-from ..jit import matmul, run_shares, sharing
+from ..jit import matmul, run_shares, scratch, sharing
 from .relu import check_rule
 
 BLOCK_FLOATS = 1 << 22  # floats per scratch buffer (16 MB): V and M hold at most this many
 CACHE_FLOATS = 1 << 18  # per thread, V and M of one block together (1 MB, a core's L2 cache here), see _per_thread
 PER_THREAD_CK = 128 * 256  # C * K at most for _per_thread: U (36*C*K floats, 4.7 MB) re-read from cache per block
 ONE_THREAD_CK = 128 * 128  # the same with one thread in all: its one core re-reads U alone (see _cache_blocked)
-_workspace = threading.local()
 
 # One tile size's steps: outputs and inputs per tile side, and its transforms (per tile, and parallel).
 Steps = namedtuple("Steps", "tile patch input_tiles output_tiles input_transform output_transform")
@@ -85,19 +83,6 @@ def small_tiles(N, H, W, C, K):
     return C * K >= SMALL_MIN_CK and 2 <= N * -(-H // winograd.TILE) * -(-W // winograd.TILE) <= SMALL_TILES
 
 
-def _scratch(name, size):
-    """A float32 scratch buffer of ``size`` elements, kept between calls, one per thread.
-
-    Fresh tens of megabytes per layer would be mapped in by the OS page by page on every call, a cost
-    measured of the order of the convolution itself (docs/performance.md).
-    """
-    buf = getattr(_workspace, name, None)
-    if buf is None or buf.size < size:
-        buf = np.empty(size, dtype=np.float32)
-        setattr(_workspace, name, buf)
-    return buf[:size]
-
-
 def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
     """conv3x3_winograd's other schedule: the tiles cut into one contiguous share per thread, and each
     thread takes its share through the whole chain (input transform, 36 GEMMs, output transform) in
@@ -119,7 +104,7 @@ def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
     shares = max(1, min(numba.get_num_threads(), T // Tb))
 
     def share(i):
-        v_buf, m_buf = _scratch("v", F * Tb * C), _scratch("m", F * Tb * K)  # this thread's
+        v_buf, m_buf = scratch("v", F * Tb * C), scratch("m", F * Tb * K)  # this thread's
         for t0 in range(T * i // shares, T * (i + 1) // shares, Tb):
             n = min(Tb, T * (i + 1) // shares - t0)
             V = v_buf[:F * n * C].reshape(F, n, C)  # (F, n, C)
@@ -197,7 +182,7 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
         g = most // P  # images per block
         blocks = [(n * P, min(g, N - n) * P, P) for n in range(0, N, g)]
     block = max(count for _, count, _ in blocks)
-    v_buf, m_buf = _scratch("V", F * block * C), _scratch("M", F * block * K)
+    v_buf, m_buf = scratch("V", F * block * C), scratch("M", F * block * K)
     for t0, Tb, per in blocks:
         V = v_buf[:F * Tb * C].reshape(F, Tb, C)  # (F, Tb, C)
         M = m_buf[:F * Tb * K].reshape(F, Tb, K)  # (F, Tb, K)
