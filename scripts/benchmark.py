@@ -53,6 +53,7 @@ start and again at the end, with a warning if they differ by more than 20%; ``--
 steadier (if lower) figures on a busy machine.
 """
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -363,10 +364,12 @@ def at_size(methods, size, args):
 
 
 def run_conv(table, layers, methods, args, weights, sgemm):
+    from minivgg import jit
     from minivgg.benchmarks import harness as bench
 
     table.section(f"conv layers: median of {args.repeats} calls after the first (JIT compile, shown apart) "
-                  f"and one warm-up; NumPy sgemm = {sgemm:.1f} GFLOP/s", CONV_COLUMNS)
+                  f"and one warm-up; NumPy sgemm = {sgemm:.1f} GFLOP/s; minivgg's methods run as a pass runs "
+                  f"them, inside jit.passes() (GEMMs shared among its threads)", CONV_COLUMNS)
     for size in sorted({args.size, args.naive_size} if "naive" in methods else {args.size}, reverse=True):
         here = at_size(methods, size, args)
         for i, s in enumerate(bench.layer_shapes(size, args.batch)):
@@ -377,7 +380,8 @@ def run_conv(table, layers, methods, args, weights, sgemm):
             ref = bench.reference_conv(x, w, b)  # (N, H, W, K) float64
             base = None
             for name, method in here.items():
-                row = measure(method, name, s.name, (w, b), x, ref, args.repeats, load_repeats=0 if args.quick else 3)
+                with jit.passes() if name not in FRAMEWORKS else contextlib.nullcontext():  # ours as a pass runs them
+                    row = measure(method, name, s.name, (w, b), x, ref, args.repeats, load_repeats=0 if args.quick else 3)
                 gflops = bench.conv_flops(s) / row["median_ms"] / 1e6
                 base = row["median_ms"] if name == "im2col" else base
                 table.add(dict(layer=s.name, kind="conv", size=size, shape=list(s[1:]), method=name, **row, gflops=gflops,
