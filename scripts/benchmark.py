@@ -326,6 +326,8 @@ FORWARD_COLUMNS = LEFT + CONV_COLUMNS[3:-1] + [("floor ms", 10, number("floor_ms
 BACKWARD_COLUMNS = CONV_COLUMNS[:1] + [("N,H,W,C->K", 21, lambda r: "{},{},{},{}->{}".format(*r["shape"])),
                                        ("method", 12, lambda r: f"{r['method']} {r['kind']}")] + CONV_COLUMNS[3:6] + [
     ("error", 10, number("rel_error", ".1e")), ("1st call ms", 13, number("first_ms", ".1f"))]
+SIDE_COLUMNS = LEFT[:2] + [("method", 18, lambda r: r["method"]), ("median ms", 11, number("median_ms", ".2f")),
+                            ("ratio", 8, number("ratio", ".2f"))]
 PROFILE_COLUMNS = LEFT[:2] + [("method", 12, lambda r: r["method"]), ("median ms", 11, number("median_ms", ".2f")),
                                ("% of pass", 11, number("pass_share", ".1f", 100)), ("floor ms", 10, number("floor_ms", ".2f")),
                                ("x floor", 9, number("vs_floor", ".2f"))]
@@ -333,9 +335,10 @@ GRADIENT_COLUMNS = LEFT[:2] + [("method", 18, lambda r: r["method"])] + [("media
                            ("1st call ms", 13, number("first_ms", ".1f"))]
 
 
-def measure(method, name, layer, weights, x, ref, repeats, load_repeats=0, tol=None):
+def measure(method, name, layer, weights, x, ref, repeats, load_repeats=0, tol=None, calls=None):
     """Load, check, then time one method. Returns a result row: median_ms, first_ms, times_ms,
-    rel_error (of the check), load_ms (None without a load step)."""
+    rel_error (of the check), load_ms (None without a load step). ``calls``: a dict that receives
+    {name: the timed call}, for ``side_by_side``."""
     import time
 
     from minivgg.benchmarks import harness as bench
@@ -353,7 +356,33 @@ def measure(method, name, layer, weights, x, ref, repeats, load_repeats=0, tol=N
     tol = bench.TOL if tol is None else tol
     t = bench.time_checked(lambda: method.run(xin, params),
                            lambda out: err.append(bench.check(name, layer, fetch(out), ref, tol)), repeats)
+    if calls is not None:
+        calls[name] = lambda: method.run(xin, params)
     return dict(median_ms=t.median_ms, first_ms=t.first_ms, load_ms=load_ms, rel_error=err[0], times_ms=t.times_ms)
+
+
+def side_by_side(table, layer, size, shape, calls, args):
+    """The whole passes of ``calls`` ({method: warm call}) again, in ``args.repeats`` interleaved rounds
+    (``harness.interleaved``): each method's median, and its ratio to TensorFlow's from the same rounds.
+    Rows of kind "side_by_side". PyTorch is left out of the rounds: its OpenMP workers spin for a while
+    after each call, and slowed whatever ran next (measured: minivgg's forward pass 42.8 ms with PyTorch
+    in the rounds, 37.8 without, TensorFlow's 66-70 either way)."""
+    import statistics
+
+    from minivgg.benchmarks import harness as bench
+
+    calls = {name: call for name, call in calls.items() if name != "pytorch"}
+    if len(calls) < 2:
+        return
+    times = bench.interleaved(calls, args.repeats)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    base = "tensorflow" if "tensorflow" in medians else None
+    table.section(f"{layer}, side by side: the same calls again in {args.repeats} interleaved rounds (one call of each "
+                  f"method a round, the order turned each round; PyTorch left out); ratio = median / {base or 'none'}'s median",
+                  SIDE_COLUMNS)
+    for name, ms in medians.items():
+        table.add(dict(layer=layer, kind="side_by_side", size=size, shape=shape, method=name, median_ms=ms,
+                       times_ms=times[name], ratio=ms / medians[base] if base else None))
 
 
 def at_size(methods, size, args):
@@ -451,19 +480,21 @@ def run_forward(table, methods, frameworks, want_auto, args, weights, sgemm, tmp
                   [f"floor at {size}x{size}, batch {args.batch}: {bench.forward_flops(size, args.batch) / 1e9:.3g} GFLOP / "
                    f"{bench.WINOGRAD_SAVING} (Winograd F(4x4,3x3)) at sgemm {sgemm:.1f} GFLOP/s = {floor:.2f} ms"
                    for size, floor in floors.items()])
-    base = None
+    base, calls = None, {}
     for size in sizes:
         floor = floors[size]
         x = bench.data((args.batch, size, size, 3), seed=200)  # (N, H, W, 3)
         ref = bench.reference_forward(weights, x) if at_size(todo, size, args) else None  # (N, H/32, W/32, 512)
         for name, method in at_size(todo, size, args).items():
-            row = measure(method, name, "the forward pass", weights, x, ref, args.repeats)
+            row = measure(method, name, "the forward pass", weights, x, ref, args.repeats,
+                          calls=calls if size == args.size else None)
             gflops = bench.forward_flops(size, args.batch) / row["median_ms"] / 1e6
             base = row["median_ms"] if name == "im2col" and size == args.size else base
             table.add(dict(layer="forward", kind="forward", size=size, shape=list(x.shape), method=name, **row,
                            gflops=gflops, sgemm_share=gflops / sgemm,
                            vs_im2col=base / row["median_ms"] if base and size == args.size else None,
                            floor_ms=floor, vs_floor=row["median_ms"] / floor))
+    side_by_side(table, "forward", args.size, [args.batch, args.size, args.size, 3], calls, args)
     if want_auto:
         run_profile(table, VGG16(weights=path, include_top=False, method="auto"), args, sgemm)
 
@@ -592,7 +623,7 @@ def run_gradients(table, methods, fw, want_auto, args, tmp):
     ref = bench.reference_gradient(weights, x, seed_layer, dy)  # (N, H, W, 3) float64
     table.section(f"whole network, input gradient of {what} (forward + backward, model.gradients vs "
                   f"TensorFlow's GradientTape); checked against a float64 pass", GRADIENT_COLUMNS)
-    base = {}  # "tensorflow" (tf.function) and "tensorflow-eager": their medians, the ratios' denominators
+    base, calls = {}, {}  # base: "tensorflow" (tf.function) and "tensorflow-eager" medians, the ratios' denominators
     for name, method in todo.items():
         err = []
         params = method.load(weights)
@@ -600,6 +631,8 @@ def run_gradients(table, methods, fw, want_auto, args, tmp):
         fetch = method.fetch or (lambda y: y)
         t = bench.time_checked(lambda: method.run(xin, params),
                                lambda out: err.append(bench.check_gradient(name, fetch(out), ref)), args.repeats)
+        if name != "tensorflow-eager":  # eager TensorFlow is a baseline of its own, not a rival: left out
+            calls[name] = lambda method=method, xin=xin, params=params: method.run(xin, params)
         if name in ("tensorflow", "tensorflow-eager"):
             base[name] = t.median_ms
         table.add(dict(layer="gradients", kind="gradients", size=args.size, shape=list(x.shape), method=name,
@@ -611,6 +644,7 @@ def run_gradients(table, methods, fw, want_auto, args, tmp):
             row[key] = row["median_ms"] / ms
         what = "in a tf.function" if name == "tensorflow" else "eager, as tf-keras-vis runs it"
         print(f"time / TensorFlow's ({what}): " + ", ".join(f"{r['method']} {r[key]:.2f}" for r in rows))
+    side_by_side(table, "gradients", args.size, list(x.shape), calls, args)
 
 
 # ---------------------------------------------------------------- the plot

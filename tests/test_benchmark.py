@@ -103,8 +103,9 @@ def test_command_covers_every_layer_and_method(tmp_path):
     assert all(r["rel_error"] <= bench.GRADIENT_TOL for r in gradients), gradients
 
     assert [r["layer"] for r in results if r["kind"] == "profile"] == CONV_LAYERS_AND_POOLS  # the auto pass, by layer
+    assert {r["layer"] for r in results if r["kind"] == "side_by_side"} == {"forward", "gradients"}
     for r in results:
-        if r["kind"] == "profile":  # timed inside whole passes: test_profile_of_the_auto_pass
+        if r["kind"] in ("profile", "side_by_side"):  # test_profile_of_the_auto_pass, test_side_by_side_rows
             continue
         assert r["median_ms"] > 0 and all(t > 0 for t in r["times_ms"]) and r["first_ms"] > 0, r
         if r["kind"] == "gradients":
@@ -389,3 +390,28 @@ def test_profile_of_the_auto_pass(main, tmp_path, size, batch):
             assert r["floor_ms"] is None
     forward = next(r for r in report["results"] if r["kind"] == "forward")["median_ms"]
     assert forward / 3 < sum(r["median_ms"] for r in rows) < 3 * forward
+
+
+def test_interleaved_rounds_turn_the_order():
+    """harness.interleaved: every call once a round, the order turned by one each round, so that no
+    method always runs first (after the others' threads, or in a cache the others left)."""
+    order = []
+    calls = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    times = bench.interleaved(calls, 4)
+    assert order == list("abc" "bca" "cab" "abc")
+    assert {name: len(t) for name, t in times.items()} == {"a": 4, "b": 4, "c": 4}
+    assert all(t >= 0 for ts in times.values() for t in ts)
+
+
+def test_side_by_side_rows(main, tmp_path):
+    """With two methods or more, the forward passes are timed again in interleaved rounds: a row per
+    method with its median (of as many rounds as --repeats), and a ratio to TensorFlow's only where
+    TensorFlow ran (here it did not)."""
+    out = tmp_path / "bench.json"
+    assert main([*FAST, "--repeats", "3", "--no-frameworks", "--methods", "im2col,winograd", "--layers", "forward",
+                 "--json", str(out)]) == 0
+    rows = [r for r in json.loads(out.read_text())["results"] if r["kind"] == "side_by_side"]
+    assert [r["method"] for r in rows] == ["im2col", "winograd"] and all(r["layer"] == "forward" for r in rows)
+    for r in rows:
+        assert len(r["times_ms"]) == 3 and r["median_ms"] == pytest.approx(float(np.median(r["times_ms"])))
+        assert r["median_ms"] > 0 and r["ratio"] is None

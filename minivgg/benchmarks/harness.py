@@ -293,6 +293,21 @@ def time_checked(run, check_first, repeats):
     return Timing(first * 1e3, statistics.median(times) * 1e3, [s * 1e3 for s in times])
 
 
+def interleaved(calls, repeats):
+    """Wall times of each of ``calls`` ({name: fn}) over ``repeats`` rounds, each round one call of
+    every fn, the order turned by one each round: a machine that gets busier or quieter during the run
+    weighs on every method alike, so that their ratios hold better than those of medians taken one
+    method after another. Returns {name: [ms, ...]}. The calls should be warm (already run)."""
+    names = list(calls)
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t = time.perf_counter()
+            calls[name]()
+            times[name].append((time.perf_counter() - t) * 1e3)
+    return times
+
+
 def sgemm_gflops(n=2048, repeats=5):
     """NumPy's own float32 matmul on this machine, (n, n) @ (n, n): the ceiling for conv methods."""
     a, b = data((n, n), 1), data((n, n), 2)
