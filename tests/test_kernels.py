@@ -207,16 +207,24 @@ def test_softmax_equals_naive(N, U):
 # GEMMs shared among minivgg's threads (jit.matmul inside jit.shared_gemms)
 
 
-@pytest.mark.parametrize("a_shape, b_shape", [((37, 130, 9), (37, 9, 5)), ((1, 200, 40), (1, 40, 70)),
-                                              ((3001, 27), (27, 64)), ((1, 2049), (2049, 999)), ((5, 700), (700, 3))])
-def test_shared_matmul_equals_np_matmul(a_shape, b_shape):
-    """A stack shared by products (F not a multiple of the threads, F = 1), a matrix by rows, one
-    with few rows by columns of b: the same products as np.matmul with BLAS at one thread (a BLAS
-    may round per call, hence the tolerance: float32 sums of at most 2049 terms)."""
+@pytest.mark.parametrize("a_shape, b_shape, b_transposed", [
+    ((37, 130, 9), (37, 9, 5), False), ((1, 200, 40), (1, 40, 70), False),  # stacks, by products
+    ((3001, 27), (27, 64), False),  # a the larger: by rows of a
+    ((1, 2049), (2049, 999), False), ((9, 2049), (2049, 999), False),  # b the larger, as laid out: by its rows
+    ((5, 700), (700, 3), False), ((8, 999), (999, 2049), True), ((1, 700), (700, 1001), True),  # b = w.T: by columns
+])
+def test_shared_matmul_equals_np_matmul(a_shape, b_shape, b_transposed):
+    """A stack shared by products (F not a multiple of the threads, F = 1); a matrix by rows of a,
+    where a is the larger; else by b: by its rows (the inner dimension, the shares' products added
+    up) where b is laid out as is, by its columns where b is a transposed array (a dense layer's
+    w.T). The same products as np.matmul with BLAS at one thread, up to rounding: float32 sums of at
+    most 2049 terms, the inner-dimension split adding two partial sums (the tolerance allows that)."""
     from minivgg import jit
 
     rng = np.random.default_rng(len(a_shape) + a_shape[0])
-    a, b = rand(rng, *a_shape), rand(rng, *b_shape)
+    a = rand(rng, *a_shape)
+    b = rand(rng, *b_shape[::-1]).T if b_transposed else rand(rng, *b_shape)  # (K, N), F-ordered if transposed
+    assert b.shape == b_shape and b.flags.f_contiguous == b_transposed or b.ndim == 3
     assert jit.matmul(a, b).shape == np.matmul(a, b).shape
     with jit.shared_gemms() as sharing:
         assert sharing, "OpenBLAS not found or one thread: nothing is shared"
@@ -226,6 +234,27 @@ def test_shared_matmul_equals_np_matmul(a_shape, b_shape):
         given = jit.matmul(a, b)
     assert_close(out, want)
     np.testing.assert_array_equal(given, out)
+
+
+def test_dense_layers_share_their_kernel_by_rows(monkeypatch):
+    """Inside shared_gemms a dense layer's kernel w (D, U), the larger operand, is cut by rows: the
+    forward pass x @ w by the inner dimension (``jit._inner_shares``), dL/dx = dy @ w.T by the columns
+    of w.T, which are rows of w; an im2col product, whose a is the larger, by rows of a."""
+    from minivgg import jit
+    from minivgg.layers.dense import dense_backward
+
+    calls, real = [], jit._inner_shares
+    monkeypatch.setattr(jit, "_inner_shares", lambda a, b, *rest: calls.append(b.shape) or real(a, b, *rest))
+    rng = np.random.default_rng(9)
+    x, w, b, dy = rand(rng, 8, 999), rand(rng, 999, 2049), rand(rng, 2049), rand(rng, 8, 2049)
+    with jit.shared_gemms():
+        y = dense(x, w, b)
+        assert calls == [(999, 2049)]
+        dx, _, _ = dense_backward(x, w, dy, need_weights=False)
+        jit.matmul(rand(rng, 3001, 27), rand(rng, 27, 64))
+    assert calls == [(999, 2049)]  # neither dL/dx nor the im2col product went by the inner dimension
+    assert_close(y, dense_naive(x, w, b))
+    assert_close(dx, dy @ w.T)
 
 
 def test_shared_gemms_nests_and_restores():
