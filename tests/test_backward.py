@@ -63,8 +63,15 @@ def test_conv_backward_naive_equals_central_differences(N, H, W, C, K, KH, KW, s
 
 
 @pytest.mark.parametrize("N, H, W, C, K", [(2, 5, 7, 3, 4), (1, 9, 6, 6, 5), (3, 4, 13, 2, 7), (1, 1, 2, 3, 3)])
-@pytest.mark.parametrize("method", ["naive", "im2col", "winograd"])
-def test_conv_backward_input_is_the_flipped_convolution(N, H, W, C, K, method):
+@pytest.mark.parametrize("method", ["naive", "im2col", "im2col flipped", "winograd"])
+def test_conv_backward_input_is_the_flipped_convolution(N, H, W, C, K, method, monkeypatch):
+    """"im2col": by col2im, its matrix being small here; "im2col flipped": the limit set to 0, so the
+    flipped convolution by im2col, as larger maps take it."""
+    import minivgg.layers.conv as conv_module
+
+    if method == "im2col flipped":
+        monkeypatch.setattr(conv_module, "COL2IM_FLOATS", 0)
+        method = "im2col"
     rng = np.random.default_rng(N + H + W)
     x, w, dy = f64(rng, N, H, W, C), f64(rng, 3, 3, C, K), f64(rng, N, H, W, K)
     want, _, _ = conv2d_backward_naive(x, w, dy, stride=1, pad=1)

@@ -17,7 +17,7 @@ from conftest import rand
 
 from minivgg.layers.conv import conv2d, conv2d_direct, conv2d_im2col, conv2d_naive
 from minivgg.layers.dense import dense, dense_naive, softmax, softmax_naive
-from minivgg.layers.im2col import im2col, im2col_naive
+from minivgg.layers.im2col import col2im, col2im_naive, im2col, im2col_naive
 from minivgg.layers.pool import max_pool2d, max_pool2d_naive
 from minivgg.layers.relu import bias_relu, bias_relu_naive, relu, relu_naive
 
@@ -45,6 +45,24 @@ def test_im2col_equals_naive(N, H, W, C, KH, KW, stride, pad):
     x = rand(np.random.default_rng(0), N, H, W, C)
     fast, naive = im2col(x, KH, KW, stride, pad), im2col_naive(x, KH, KW, stride, pad)
     np.testing.assert_array_equal(fast, naive)
+
+
+@pytest.mark.parametrize("N,H,W,C,KH,KW,stride,pad", WINDOWS)
+def test_col2im_equals_naive_and_is_im2col_transposed(N, H, W, C, KH, KW, stride, pad):
+    """col2im against its twin (the same sums in another order: float32 rounding, RTOL), and as the
+    transpose of im2col: <im2col(x), c> = <x, col2im(c)> for any x and c (exact in float64, up to
+    rounding here), which a wrong window, tap order or padding offset breaks."""
+    rng = np.random.default_rng(3)
+    x = rand(rng, N, H, W, C)
+    c = rand(rng, *im2col_naive(x, KH, KW, stride, pad).shape)  # (N, H', W', KH*KW*C)
+    fast, naive = col2im(c, x.shape, KH, KW, stride, pad), col2im_naive(c, x.shape, KH, KW, stride, pad)
+    assert fast.shape == x.shape and fast.dtype == np.float32
+    assert_close(fast, naive)
+    lhs = np.sum(im2col_naive(x, KH, KW, stride, pad).astype(np.float64) * c)
+    rhs = np.sum(x.astype(np.float64) * col2im_naive(c.astype(np.float64), x.shape, KH, KW, stride, pad))
+    assert lhs == pytest.approx(rhs, rel=1e-9)
+    with pytest.raises(ValueError, match="cols must be"):
+        col2im(c[:, :, :-1] if c.shape[2] > 1 else c[..., :-1], x.shape, KH, KW, stride, pad)
 
 
 def test_im2col_row_layout_matches_keras_kernel_flattening():

@@ -15,6 +15,11 @@ Two versions, side by side:
 - ``im2col_naive``: pad with ``np.pad``, then one slice per output position. Obviously right.
 - ``im2col``: a parallel Numba loop that writes the zeros of the padding itself (no padded copy),
   one output row per task (``_im2col_rows``, which ``conv.conv2d_im2col`` also calls on blocks of rows).
+
+Its transpose, col2im, goes the other way: each row of a (N, H', W', KH*KW*C) matrix added back into
+the window it came from. A convolution's input gradient is dx = col2im(dy @ w^T) (``conv.py``, the
+backward pass), as ``col2im_naive`` (the twin: window by window) and ``col2im`` (a parallel loop over
+input rows, each pixel gathering from the windows that read it) compute it.
 """
 import numba
 import numpy as np
@@ -112,3 +117,76 @@ def im2col(x, kh, kw, stride=1, pad=0):
     cols = np.empty((N, OH, OW, kh * kw * C), dtype=np.float32)
     _im2col(x, kh, kw, stride, pad, cols)
     return cols
+
+
+def col2im_naive(cols, x_shape, kh, kw, stride=1, pad=0):
+    """Reference col2im, the transpose of im2col: every row of cols added back into its window.
+
+    Inputs:
+    - cols: (N, H', W', KH*KW*C), in im2col's (kh, kw, c) order
+    - x_shape: (N, H, W, C), the shape im2col read; kh, kw, stride, pad as im2col's
+    Returns:
+    - x: (N, H, W, C), x[n, ih, iw, c] = the sum of the cols entries that im2col copied from there
+    """
+    N, H, W, C = x_shape
+    _, OH, OW, _ = cols.shape
+    xp = np.zeros((N, H + 2 * pad, W + 2 * pad, C), dtype=cols.dtype)  # padded, as im2col_naive reads it
+    for i in range(OH):
+        for j in range(OW):
+            window = cols[:, i, j, :].reshape(N, kh, kw, C)  # (N, KH*KW*C) -> (N, KH, KW, C)
+            xp[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :] += window
+    return xp[:, pad:pad + H, pad:pad + W, :]  # the padding's share dropped
+
+
+@numba.njit(**PARALLEL)
+def _col2im(cols, kh, kw, stride, pad, x):
+    # cols: (N, H', W', KH*KW*C), x: (N, H, W, C) out; one input row of one image per task. Pixel
+    # (ih, iw) was read by tap (i, j) of window (oh, ow) where ih = oh*stride - pad + i, likewise iw:
+    # for each tap, the run of pixels of this row that it reached is found once, then added in a loop
+    # with no tests inside.
+    N, H, W, C = x.shape
+    _, OH, OW, L = cols.shape
+    for nh in numba.prange(N * H):
+        n, ih = nh // H, nh % H
+        xr = x[n, ih].reshape(W * C)  # (W, C) -> (W*C,)
+        xr[:] = 0.0
+        for i in range(kh):
+            t = ih + pad - i  # = oh * stride
+            if t < 0 or t % stride != 0 or t // stride >= OH:
+                continue
+            cr = cols[n, t // stride].reshape(OW * L)  # (W', KH*KW*C) -> (W'*KH*KW*C,)
+            for j in range(kw):
+                base = (i * kw + j) * C
+                if stride == 1:  # ow = iw + pad - j: the pixels lo .. hi - 1 of this row, no test in the loop
+                    lo, hi = max(0, j - pad), min(W, OW + j - pad)
+                    for iw in range(lo, hi):
+                        src = (iw + pad - j) * L + base
+                        for c in range(C):
+                            xr[iw * C + c] += cr[src + c]
+                    continue
+                for iw in range(W):  # iw = ow*stride - pad + j for ow in 0 .. W'-1
+                    u = iw + pad - j
+                    if u < 0 or u % stride != 0 or u // stride >= OW:
+                        continue
+                    src = (u // stride) * L + base
+                    for c in range(C):
+                        xr[iw * C + c] += cr[src + c]
+
+
+def col2im(cols, x_shape, kh, kw, stride=1, pad=0):
+    """Fast col2im; same contract as ``col2im_naive``.
+
+    Inputs:
+    - cols: (N, H', W', KH*KW*C) float32 (other float dtypes are converted); x_shape: (N, H, W, C)
+    Returns:
+    - x: (N, H, W, C) float32, C-contiguous
+    """
+    N, H, W, C = x_shape
+    if kh < 1 or kw < 1 or stride < 1 or pad < 0:
+        raise ValueError(f"bad kernel {kh}x{kw}, stride {stride}, pad {pad}")
+    OH, OW = output_size(H, kh, stride, pad), output_size(W, kw, stride, pad)
+    if cols.shape != (N, OH, OW, kh * kw * C):
+        raise ValueError(f"cols must be {(N, OH, OW, kh * kw * C)} for x {tuple(x_shape)}, got {cols.shape}")
+    x = np.empty((N, H, W, C), dtype=np.float32)
+    _col2im(np.ascontiguousarray(cols, dtype=np.float32), kh, kw, stride, pad, x)
+    return x

@@ -338,7 +338,9 @@ def _relus_fused(rows, keep, seeds):
 
 def _dx_method(model, row, kernel):
     """How the backward conv of a layer is computed: the layer's forward method, except that the
-    ``auto`` plan picks again for the backward conv, whose input has K channels (Winograd if K >= 64)."""
+    ``auto`` plan picks again for the backward conv, whose input has K channels (Winograd if K >= 64;
+    for the first layer's dx, 64 -> 3, Winograd and im2col's col2im form measured the same in a pass,
+    1.43 and 1.47 ms)."""
     if model.method == "auto":
         return "winograd" if kernel.shape[3] >= 64 else "im2col"
     return model.plan[row.name]
