@@ -9,6 +9,7 @@ attributes of the published files (``block1_conv1_W_1:0``, no ``backend``/``kera
 Tests that need TensorFlow use the ``tf`` fixture: locally they skip without it, and ``.ci/run``
 turns every skip into a failure.
 """
+import contextlib
 import os
 from pathlib import Path
 
@@ -23,6 +24,19 @@ PHOTO = Path(__file__).resolve().parents[1] / "minivgg" / "data" / "grace_hopper
 def rand(rng, *shape):
     """Seeded standard-normal float32 data of the given shape."""
     return rng.standard_normal(shape).astype(np.float32)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Numba at one thread inside (as ``--threads 1`` or NUMBA_NUM_THREADS=1 make it), then as before."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def rel_err(ours, theirs):

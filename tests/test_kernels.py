@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import conftest
-from conftest import rand
+from conftest import one_thread, rand
 
 from minivgg.layers.conv import conv2d, conv2d_direct, conv2d_im2col, conv2d_naive
 from minivgg.layers.dense import dense, dense_naive, softmax, softmax_naive
@@ -89,8 +89,6 @@ def test_conv2d_equals_naive(N, H, W, C, KH, KW, stride, pad, use_relu):
 def blocked(request):
     """conv2d_im2col's blocked version (``conv._im2col_blocked``): taken inside ``jit.shared_gemms()``,
     where each thread calls its own GEMMs, and with one Numba thread."""
-    import numba
-
     from minivgg import jit
 
     if request.param == "shared GEMMs":
@@ -98,12 +96,8 @@ def blocked(request):
             assert sharing, "OpenBLAS not found or one thread: the blocked version is not taken"
             yield
     else:
-        before = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
+        with one_thread():
             yield
-        finally:
-            numba.set_num_threads(before)
 
 
 @pytest.mark.parametrize("N,H,W,C,KH,KW,stride,pad", WINDOWS)

@@ -9,14 +9,13 @@ few bits (measured: up to 4e-6 on the shapes below, 3e-6..8e-6 per VGG16 layer a
 1e-4 leaves over 10x room above that, and stays far below what a real mistake gives: a wrong matrix
 entry, a tile shifted by one pixel or a dropped bias each move the result by order 1e-1 of max|ref|.
 """
-import contextlib
 
 import numba
 import numpy as np
 import pytest
 
 import conftest
-from conftest import rand
+from conftest import one_thread, rand
 
 import minivgg.jit as jit
 import minivgg.network.vgg as vgg_module
@@ -115,17 +114,6 @@ def schedule(request, monkeypatch):
     else:
         assert numba.get_num_threads() > 1, "one thread: the big-block schedule is not taken"
         yield request.param
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Numba at one thread inside (as ``--threads 1`` or NUMBA_NUM_THREADS=1 make it), then as before."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def conv_case(shape, seed=0):

@@ -242,6 +242,22 @@ def _input_tiles(x, TH, TW, t0, V, lo, hi):
                 V[12 + j, u], V[18 + j, u], V[24 + j, u], V[30 + j, u])
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _put_row(R, count, gate, rule, out, n, h, w0):
+    # out[n, h, w0 + s] = R[s] for s < count: one row of an output tile, as far as the image reaches.
+    # R: (m, K); rule >= 0: each value v through relu.backward_rule(v, gate[n, h, w0 + s, k], rule),
+    # gate (N, H, W, K); rule -1: copied. (winograd2's output transform uses it too.)
+    for s in range(count):
+        o, y = out[n, h, w0 + s], R[s]  # (K,) each
+        if rule >= 0:
+            g = gate[n, h, w0 + s]  # (K,)
+            for k in range(o.shape[0]):
+                o[k] = backward_rule(y[k], g[k], rule)
+        else:
+            for k in range(o.shape[0]):
+                o[k] = y[k]
+
+
 @numba.njit(nogil=True, cache=True)
 def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi):
     # M: (36, Tb, K) for tiles t0 .. t0 + Tb - 1; b: (K,); out: (N, H, W, K). For u in lo .. hi - 1:
@@ -272,15 +288,7 @@ def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi):
                 break
             _at(S[6 * r], S[6 * r + 1], S[6 * r + 2], S[6 * r + 3], S[6 * r + 4], S[6 * r + 5], b, relu,
                 R[0], R[1], R[2], R[3])
-            for s in range(min(4, W - w0)):  # w0 < W always: a tile starts inside the image
-                o, y = out[n, h, w0 + s], R[s]  # (K,) each
-                if rule >= 0:
-                    g = gate[n, h, w0 + s]  # (K,)
-                    for k in range(K):
-                        o[k] = backward_rule(y[k], g[k], rule)
-                else:
-                    for k in range(K):
-                        o[k] = y[k]
+            _put_row(R, min(4, W - w0), gate, rule, out, n, h, w0)  # w0 < W always: a tile starts inside the image
 
 
 @numba.njit(**PARALLEL)

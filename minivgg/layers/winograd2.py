@@ -31,8 +31,7 @@ import numba
 import numpy as np
 
 from ..jit import PARALLEL
-from .relu import backward_rule
-from .winograd import transform_kernel, winograd_naive
+from .winograd import _put_row, transform_kernel, winograd_naive
 
 # Lavin & Gray 2016, section 4.1: F(2x2, 3x3), interpolation points 0, 1, -1, infinity.
 BT = np.array([  # B^T (4, 4): input transform, V = B^T d B
@@ -124,15 +123,7 @@ def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi):
             if h >= H:  # past a ragged bottom edge: dropped
                 break
             _at(S[4 * r], S[4 * r + 1], S[4 * r + 2], S[4 * r + 3], b, relu, R[0], R[1])
-            for s in range(min(2, W - w0)):  # w0 < W always: a tile starts inside the image
-                o, y = out[n, h, w0 + s], R[s]  # (K,) each
-                if rule >= 0:
-                    g = gate[n, h, w0 + s]  # (K,)
-                    for k in range(K):
-                        o[k] = backward_rule(y[k], g[k], rule)
-                else:
-                    for k in range(K):
-                        o[k] = y[k]
+            _put_row(R, min(2, W - w0), gate, rule, out, n, h, w0)  # w0 < W always: a tile starts inside the image
 
 
 @numba.njit(**PARALLEL)
