@@ -502,9 +502,10 @@ def run_forward(table, methods, frameworks, want_auto, args, weights, sgemm, tmp
 def run_profile(table, model, args, sgemm):
     """Where the ``auto`` forward pass spends its time: each layer timed inside a whole pass (a loop over
     ``model.forward`` in ``jit.passes()``, the clock read at each yield), medians over ``args.repeats``
-    passes after a warm-up. A batch goes as ``model(x)`` takes it: image by image through the layers with
-    large maps (``VGG._depth_first``), each such layer's time summed over the images, then together. A conv layer's floor: its Winograd
-    multiplications (a quarter of the direct sum's) at NumPy's sgemm rate, as the forward table's."""
+    passes after a warm-up. A batch goes as ``model(x)`` takes it: image by image through the layers
+    with large maps (``VGG._depth_first``), each such layer's time summed over the images, then
+    together. A conv layer's floor: its Winograd multiplications (a quarter of the direct sum's) at
+    NumPy's sgemm rate, as the forward table's."""
     import time
 
     import numpy as np
@@ -545,7 +546,7 @@ def run_profile(table, model, args, sgemm):
     table.section(f"the auto forward pass at {args.size}x{args.size}, batch {args.batch}, layer by layer (medians "
                   f"inside whole passes; floor: the layer's Winograd multiplications at sgemm {sgemm:.1f} GFLOP/s)",
                   PROFILE_COLUMNS)
-    for i, s in enumerate(bench.layer_shapes(args.size, args.batch)):
+    for i, s in enumerate(bench.layer_shapes(args.size, args.batch)):  # i: the row's index (no top, as the model)
         ms = float(np.median(times[s.name]))
         floor = bench.conv_flops(s) / bench.WINOGRAD_SAVING / (sgemm * 1e9) * 1e3 if s.K else None
         method = model.plan.get(s.name, "max-pool")

@@ -141,14 +141,14 @@ def col2im_naive(cols, x_shape, kh, kw, stride=1, pad=0):
 @numba.njit(**PARALLEL)
 def _col2im(cols, kh, kw, stride, pad, x):
     # cols: (N, H', W', KH*KW*C), x: (N, H, W, C) out; one input row of one image per task. Pixel
-    # (ih, iw) was read by tap (i, j) of window (oh, ow) where ih = oh*stride - pad + i, likewise iw:
-    # for each tap, the run of pixels of this row that it reached is found once, then added in a loop
-    # with no tests inside.
+    # (ih, iw) was read by tap (i, j) of window (oh, ow) where ih = oh*stride - pad + i, likewise iw.
+    # For a row ih and a tap (i, j): the one oh, if any, and the run of ow whose pixels lie in the
+    # image, found once, then added up in a loop with no tests inside.
     N, H, W, C = x.shape
     _, OH, OW, L = cols.shape
     for nh in numba.prange(N * H):
         n, ih = nh // H, nh % H
-        xr = x[n, ih].reshape(W * C)  # (W, C) -> (W*C,)
+        xr = x[n, ih].reshape(W * C)  # (W, C) -> (W*C,): pixel iw's channels at iw*C
         xr[:] = 0.0
         for i in range(kh):
             t = ih + pad - i  # = oh * stride
@@ -157,20 +157,12 @@ def _col2im(cols, kh, kw, stride, pad, x):
             cr = cols[n, t // stride].reshape(OW * L)  # (W', KH*KW*C) -> (W'*KH*KW*C,)
             for j in range(kw):
                 base = (i * kw + j) * C
-                if stride == 1:  # ow = iw + pad - j: the pixels lo .. hi - 1 of this row, no test in the loop
-                    lo, hi = max(0, j - pad), min(W, OW + j - pad)
-                    for iw in range(lo, hi):
-                        src = (iw + pad - j) * L + base
-                        for c in range(C):
-                            xr[iw * C + c] += cr[src + c]
-                    continue
-                for iw in range(W):  # iw = ow*stride - pad + j for ow in 0 .. W'-1
-                    u = iw + pad - j
-                    if u < 0 or u % stride != 0 or u // stride >= OW:
-                        continue
-                    src = (u // stride) * L + base
+                lo = max(0, -((j - pad) // stride))  # the first ow with iw = ow*stride - pad + j >= 0
+                hi = min(OW, (W - 1 + pad - j) // stride + 1)  # past the last with iw <= W - 1
+                for ow in range(lo, hi):
+                    iw = ow * stride - pad + j
                     for c in range(C):
-                        xr[iw * C + c] += cr[src + c]
+                        xr[iw * C + c] += cr[ow * L + base + c]
 
 
 def col2im(cols, x_shape, kh, kw, stride=1, pad=0):

@@ -74,8 +74,9 @@ def small_tiles(N, H, W, C, K):
     """Whether a C -> K layer on N maps H x W runs faster with F(2x2, 3x3)'s tiles (``winograd2.py``)
     than with F(4x4)'s: where F(4x4) would have few tiles (2 to ``SMALL_TILES``) and a large transformed
     kernel (C * K >= ``SMALL_MIN_CK``). Its 36 GEMMs then have 2-32 rows, and their time goes into
-    reading and packing U (36*C*K floats) more than into multiplying; F(2x2) has 2.25x the multiplications
-    but a U of 16*C*K floats and 4x the rows. Measured (224, 2 threads, side by side, F2 / F4): block5
+    reading and packing U (36*C*K floats) more than into multiplying; F(2x2) has 1.78x the
+    multiplications (4 per output pixel, channel and filter, against 2.25) but a U of 16*C*K floats and
+    3-4x the rows (49 tiles against 16 on a 14x14 map). Measured (224, 2 threads, side by side, F2 / F4): block5
     (14x14, 512 -> 512) 0.59-0.73 at one image, 0.88 at two, 1.05-1.07 at three or four; 14x14,
     256 -> 256: 0.77; 28x28, 512 -> 512 (49 tiles): 1.15; 16x16, 128 -> 128: 1.61; a single tile (4x4
     maps, a matrix-vector product for F(4x4)): 1.17 (docs/performance.md, "Small maps: F(2x2, 3x3)").

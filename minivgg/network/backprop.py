@@ -250,8 +250,9 @@ def _conv_input_grad(model, row, dz, a_in, relu_below=None):
     (a rule), the ReLU rule of the conv below applied too, its output being a_in (``_relus_fused``)."""
     kernel = model.params[row.name][0]  # (3, 3, C, K)
     method = _dx_method(model, row, kernel)
-    small = small_tiles(*dz.shape, kernel.shape[2])  # dz (N, H, W, K) -> da (N, H, W, C): few tiles, F(2x2)'s
-    U_t = _kernel_dx(model, row, kernel, small) if method == "winograd" else None  # (36, K, C), or (16, K, C)
+    U_t = None
+    if method == "winograd":  # (36, K, C), or F(2x2)'s (16, K, C) where dz (N, H, W, K) -> da (N, H, W, C) has few tiles
+        U_t = _kernel_dx(model, row, kernel, small_tiles(*dz.shape, kernel.shape[2]))
     fuse = (a_in, relu_below) if relu_below is not None else None
     return conv2d_backward_input(dz, kernel, pad=1, method=method, U_t=U_t, relu_below=fuse)  # (N, H, W, C)
 
