@@ -185,7 +185,7 @@ def test_bias_relu_equals_naive(use_relu):
     np.testing.assert_array_equal(bias_relu(y.copy(), b, use_relu), want)
 
 
-@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (1, 7, 5, 4), (3, 9, 12, 1), (1, 2, 3, 5), (2, 15, 15, 2)])
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (1, 7, 5, 4), (3, 9, 12, 1), (1, 2, 3, 5), (2, 15, 15, 2), (2, 6, 9, 37)])
 def test_max_pool_equals_naive_and_floors_odd_sizes(shape):
     x = rand(np.random.default_rng(5), *shape)
     fast, naive = max_pool2d(x), max_pool2d_naive(x)
@@ -195,8 +195,9 @@ def test_max_pool_equals_naive_and_floors_odd_sizes(shape):
 
 
 def test_max_pool_other_window():
-    x = rand(np.random.default_rng(6), 2, 11, 8, 3)
+    x = rand(np.random.default_rng(6), 2, 11, 8, 37)  # 37 channels: a vectorised loop and its remainder
     np.testing.assert_array_equal(max_pool2d(x, size=3, stride=2), max_pool2d_naive(x, size=3, stride=2))
+    np.testing.assert_array_equal(max_pool2d(x, size=2, stride=3), max_pool2d_naive(x, size=2, stride=3))
 
 
 @pytest.mark.parametrize("N,D,U", [(1, 37, 5), (3, 100, 17), (4, 8, 64)])
@@ -223,13 +224,15 @@ def test_softmax_equals_naive(N, U):
     ((37, 130, 9), (37, 9, 5), False), ((1, 200, 40), (1, 40, 70), False),  # stacks, by products
     ((3001, 27), (27, 64), False),  # a the larger: by rows of a
     ((1, 2049), (2049, 999), False), ((9, 2049), (2049, 999), False),  # b the larger, as laid out: by its rows
-    ((5, 700), (700, 3), False), ((8, 999), (999, 2049), True), ((1, 700), (700, 1001), True),  # b = w.T: by columns
+    ((5, 700), (700, 3), False), ((1, 700), (700, 1001), True), ((65, 300), (300, 999), True),  # b = w.T: by columns
+    ((8, 999), (999, 2049), True), ((2, 300), (300, 999), True),  # b = w.T, 2 to 64 rows: turned, by rows of w
 ])
 def test_shared_matmul_equals_np_matmul(a_shape, b_shape, b_transposed):
     """A stack shared by products (F not a multiple of the threads, F = 1); a matrix by rows of a,
     where a is the larger; else by b: by its rows (the inner dimension, the shares' products added
     up) where b is laid out as is, by its columns where b is a transposed array (a dense layer's
-    w.T). The same products as np.matmul with BLAS at one thread, up to rounding: float32 sums of at
+    w.T), or, for 2 to ``jit.FEW_ROWS`` rows of a, turned around, (w @ a^T)^T, by rows of w (shared
+    or not). The same products as np.matmul with BLAS at one thread, up to rounding: float32 sums of at
     most 2049 terms, the inner-dimension split adding two partial sums (the tolerance allows that)."""
     from minivgg import jit
 
@@ -237,7 +240,7 @@ def test_shared_matmul_equals_np_matmul(a_shape, b_shape, b_transposed):
     a = rand(rng, *a_shape)
     b = rand(rng, *b_shape[::-1]).T if b_transposed else rand(rng, *b_shape)  # (K, N), F-ordered if transposed
     assert b.shape == b_shape and b.flags.f_contiguous == b_transposed or b.ndim == 3
-    assert jit.matmul(a, b).shape == np.matmul(a, b).shape
+    assert_close(jit.matmul(a, b), np.matmul(a, b))  # not shared
     with jit.shared_gemms() as sharing:
         assert sharing, "OpenBLAS not found or one thread: nothing is shared"
         want = np.matmul(a, b)
@@ -250,21 +253,27 @@ def test_shared_matmul_equals_np_matmul(a_shape, b_shape, b_transposed):
 
 def test_dense_layers_share_their_kernel_by_rows(monkeypatch):
     """Inside shared_gemms a dense layer's kernel w (D, U), the larger operand, is cut by rows: the
-    forward pass x @ w by the inner dimension (``jit._inner_shares``), dL/dx = dy @ w.T by the columns
-    of w.T, which are rows of w; an im2col product, whose a is the larger, by rows of a."""
+    forward pass x @ w by the inner dimension (``jit._inner_shares``), dL/dx = dy @ w.T turned around
+    for a small batch (``jit._turned``: w @ dy^T by rows of w), else by the columns of w.T, which are
+    rows of w; an im2col product, whose a is the larger, by rows of a."""
     from minivgg import jit
     from minivgg.layers.dense import dense_backward
 
-    calls, real = [], jit._inner_shares
-    monkeypatch.setattr(jit, "_inner_shares", lambda a, b, *rest: calls.append(b.shape) or real(a, b, *rest))
+    calls, inner, turned = [], jit._inner_shares, jit._turned
+    monkeypatch.setattr(jit, "_inner_shares", lambda a, b, *rest: calls.append(("inner", b.shape)) or inner(a, b, *rest))
+    monkeypatch.setattr(jit, "_turned", lambda a, w, out: calls.append(("turned", a.shape)) or turned(a, w, out))
     rng = np.random.default_rng(9)
     x, w, b, dy = rand(rng, 8, 999), rand(rng, 999, 2049), rand(rng, 2049), rand(rng, 8, 2049)
     with jit.shared_gemms():
         y = dense(x, w, b)
-        assert calls == [(999, 2049)]
+        assert calls == [("inner", (999, 2049))]
         dx, _, _ = dense_backward(x, w, dy, need_weights=False)
+        assert calls[1:] == [("turned", (8, 2049))]
+        for rows in (1, jit.FEW_ROWS + 1):  # one row (a matrix-vector product) and many: not turned
+            assert_close(dense_backward(x[:1].repeat(rows, 0), w, dy[:1].repeat(rows, 0), need_weights=False)[0],
+                         dy[:1].repeat(rows, 0) @ w.T)
         jit.matmul(rand(rng, 3001, 27), rand(rng, 27, 64))
-    assert calls == [(999, 2049)]  # neither dL/dx nor the im2col product went by the inner dimension
+    assert calls == [("inner", (999, 2049)), ("turned", (8, 2049))]  # nor the im2col product by the inner dimension
     assert_close(y, dense_naive(x, w, b))
     assert_close(dx, dy @ w.T)
 
