@@ -216,15 +216,46 @@ def pytorch_methods(threads, args):
     def conv(x, p):
         return F.relu(F.conv2d(x, p[0], p[1], padding=1))  # (N, C, H, W) -> (N, K, H, W)
 
-    def forward(x, p):
-        for row in layers("vgg16", include_top=False):
-            x = conv(x, p[row.name]) if row.kind == "conv" else F.max_pool2d(x, 2)
+    def forward(x, p, stop=None, top=False):
+        """VGG16 up to row ``stop`` (default: block5_pool), with its top if ``top``, the last layer's
+        scores before the softmax. Conv and pool outputs NCHW; flatten takes Keras' (H, W, C) order."""
+        for row in layers("vgg16", include_top=top):
+            if row.kind == "conv":
+                x = conv(x, p[row.name])
+            elif row.kind == "pool":
+                x = F.max_pool2d(x, 2)
+            elif row.kind == "flatten":
+                x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # (N, C, H, W) -> (N, H*W*C), Keras' order
+            else:  # dense: fc1, fc2 with ReLU; predictions as logits
+                x = F.linear(x, *p[row.name])
+                x = F.relu(x) if row.activation == "relu" else x
+            if row.name == stop:
+                break
         return x
 
-    return dict(  # (the backward rows are TensorFlow's only)
+    def load_dense(wb):
+        w, b = wb
+        return torch.from_numpy(w.T.copy()), torch.from_numpy(b)  # (D, U) -> (U, D), as F.linear takes it
+
+    def load_all(params):
+        return {name: load_conv(p) if p[0].ndim == 4 else load_dense(p) for name, p in params.items()}
+
+    def gradient(xdy, p, layer):
+        """d(sum(dy * output of ``layer``))/dx by autograd (the top's scores taken before the softmax)."""
+        x, dy = xdy  # x (N, 3, H, W) asking for its gradient; dy as minivgg lays out that layer's output
+        out = forward(x, p, stop=layer, top="predictions" in p)
+        out = out.permute(0, 2, 3, 1) if out.ndim == 4 else out  # (N, K, H, W) -> (N, H, W, K), like dy
+        return torch.autograd.grad((dy * out).sum(), x)[0]  # (N, 3, H, W)
+
+    def feed_gradient(xdy):
+        x, dy = xdy
+        return feed(x).requires_grad_(True), torch.from_numpy(dy)
+
+    return dict(  # (the per-layer backward rows are TensorFlow's only)
         conv=Method(run=conv, load=load_conv, feed=feed, fetch=fetch),
-        forward=Method(run=forward, load=lambda params: {name: load_conv(p) for name, p in params.items()}, feed=feed,
-                       fetch=fetch),
+        forward=Method(run=forward, load=load_all, feed=feed, fetch=fetch),
+        gradients=lambda layer: Method(run=lambda xdy, p: gradient(xdy, p, layer), load=load_all, feed=feed_gradient,
+                                       fetch=fetch),
         version=torch.__version__,
     )
 
@@ -588,9 +619,10 @@ def run_conv_backward(table, layers, methods, fw, args, weights, sgemm):
 
 def run_gradients(table, methods, fw, want_auto, args, tmp):
     """The whole network's input gradient for one class score (forward + backward): ``model.gradients``
-    per method against TensorFlow's GradientTape on Keras' VGG16 with the same weights. At 224x224 with
-    the top (the score before the softmax); at other sizes without it (the mean of one block5_conv3
-    channel, its most active one). Checked against ``bench.reference_gradient`` (float64)."""
+    per method against TensorFlow's GradientTape on Keras' VGG16 and PyTorch's autograd, with the same
+    weights. At 224x224 with the top (the score before the softmax); at other sizes without it (the
+    mean of one block5_conv3 channel, its most active one). Checked against ``bench.reference_gradient``
+    (float64)."""
     from minivgg.benchmarks import harness as bench
     from minivgg.network.backprop import channel_mean, class_score
     from minivgg.layers.conv import METHODS
@@ -623,7 +655,7 @@ def run_gradients(table, methods, fw, want_auto, args, tmp):
         return
     ref = bench.reference_gradient(weights, x, seed_layer, dy)  # (N, H, W, 3) float64
     table.section(f"whole network, input gradient of {what} (forward + backward, model.gradients vs "
-                  f"TensorFlow's GradientTape); checked against a float64 pass", GRADIENT_COLUMNS)
+                  f"TensorFlow's GradientTape, PyTorch's autograd); checked against a float64 pass", GRADIENT_COLUMNS)
     base, calls = {}, {}  # base: "tensorflow" (tf.function) and "tensorflow-eager" medians, the ratios' denominators
     for name, method in todo.items():
         err = []
@@ -752,19 +784,6 @@ def main(argv=None):
         return 1
 
 
-def check_writable(path):
-    """Raise MinivggError unless ``path`` can be written as a file: not a folder, in a writable folder."""
-    from minivgg.errors import MinivggError
-
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise MinivggError(f"cannot write {path}: it is a folder")
-    if not os.path.isdir(folder):
-        raise MinivggError(f"cannot write {path}: no such folder")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise MinivggError(f"cannot write {path}: permission denied")
-
-
 def run(args, threads, late):
     from minivgg.benchmarks import harness as bench  # first: minivgg.jit picks Numba's threading layer before it starts
     from minivgg.errors import MinivggError
@@ -772,7 +791,7 @@ def run(args, threads, late):
 
     for path in (args.json, args.plot):  # fail now rather than after the run
         if path:
-            check_writable(path)
+            bench.check_writable(path)
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # this starts Numba's thread pool
     methods, frameworks, want_auto, layers, notes = choose(args)

@@ -211,8 +211,9 @@ def test_missing_frameworks_are_left_out_or_refused(script, monkeypatch, capsys)
 
 
 def test_frameworks_agree_and_are_timed(tf, main, tmp_path):
-    """TensorFlow (and PyTorch when installed) pass the same check as minivgg, per layer and for the
-    whole forward pass with minivgg's weights copied into Keras' VGG16."""
+    """TensorFlow (and PyTorch when installed) pass the same check as minivgg, per layer, for the
+    whole forward pass and for the input gradient, with minivgg's weights copied into Keras' VGG16
+    (and PyTorch's layers)."""
     import importlib.util
 
     frameworks = ["tensorflow"] + (["pytorch"] if importlib.util.find_spec("torch") else [])
@@ -228,7 +229,7 @@ def test_frameworks_agree_and_are_timed(tf, main, tmp_path):
         rows = {r["method"]: r for r in results if r["kind"] == kind}
         assert set(rows) == {"im2col", "tensorflow"} and all(r["rel_error"] <= bench.TOL for r in rows.values())
     rows = {r["method"]: r for r in results if r["kind"] == "gradients"}
-    assert set(rows) == {"im2col", "tensorflow", "tensorflow-eager"}  # the tape compiled and eager
+    assert set(rows) == {"im2col", "tensorflow", "tensorflow-eager", *frameworks[1:]}  # the tape compiled and eager
     assert rows["tensorflow"]["vs_tensorflow"] == 1 and rows["tensorflow-eager"]["vs_tensorflow_eager"] == 1
     assert rows["im2col"]["vs_tensorflow_eager"] == rows["im2col"]["median_ms"] / rows["tensorflow-eager"]["median_ms"]
     assert all(r["rel_error"] <= bench.GRADIENT_TOL for r in rows.values()), rows

@@ -385,6 +385,18 @@ CONV_METHODS = {
 }
 
 
+def check_writable(path):
+    """Raise MinivggError unless ``path`` can be written as a file: not a folder, in a writable folder
+    (the scripts check their output paths before a run rather than after it)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise MinivggError(f"cannot write {path}: it is a folder")
+    if not os.path.isdir(folder):
+        raise MinivggError(f"cannot write {path}: no such folder")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise MinivggError(f"cannot write {path}: permission denied")
+
+
 def machine_info(threads):
     """CPU model, cores, threads and library versions, for the JSON and the table header."""
     import numba
