@@ -15,8 +15,9 @@ SIDES = ("auto", "pytorch")  # minivgg's plan and PyTorch's CPU kernels
 
 
 def thread_counts(cores=None):
-    """1, 2, 4, ... up to the cores, and the cores themselves: [1, 2, 4, 8, 16] on 16, [1, 2, 4, 6] on 6."""
-    cores = cores or os.cpu_count() or 1
+    """1, 2, 4, ... up to the cores, and the cores themselves: [1, 2, 4, 8, 16] on 16, [1, 2, 4, 6] on 6.
+    Default: the cores this process may run on (as benchmark.py's default thread count)."""
+    cores = cores or len(os.sched_getaffinity(0))
     counts = [1 << i for i in range(cores.bit_length()) if 1 << i <= cores]
     return counts + ([cores] if counts[-1] != cores else [])
 
