@@ -208,6 +208,23 @@ def test_dense_equals_naive(N, D, U, use_relu):
     assert_close(dense(x, w, b, use_relu), dense_naive(x, w, b, use_relu))
 
 
+@pytest.mark.parametrize("D,U,zeros", [(37, 5, 0.5), (1001, 67, 0.4), (9, 3, 0.0), (8, 64, 1.0), (3, 17, 0.67)])
+def test_one_image_dense_reads_only_the_rows_its_nonzero_inputs_meet(D, U, zeros):
+    """One image (``dense``'s matrix-vector path, ``matvec_nonzero``): the naive twin's result on a ReLU
+    output with zeros (none, some, all; an odd count of the rest, fewer than the threads), and the rows
+    of w that meet a zero are never read: NaN there (which a full product would spread) changes nothing."""
+    from minivgg.layers.dense import matvec_nonzero
+
+    rng = np.random.default_rng(D)
+    x, w, b = np.abs(rand(rng, 1, D)) + 0.1, rand(rng, D, U), rand(rng, U)
+    x[0, : int(round(zeros * D))] = 0.0
+    rng.shuffle(x[0])
+    want = dense_naive(x, w, b)
+    w[x[0] == 0] = np.nan  # rows no nonzero input meets
+    assert_close(dense(x, w, b), want)
+    assert_close(matvec_nonzero(x[0], w), want[0] - b)
+
+
 @pytest.mark.parametrize("N,U", [(1, 10), (3, 1000), (2, 1)])
 def test_softmax_equals_naive(N, U):
     y = rand(np.random.default_rng(8), N, U) * 30  # large logits: the max-subtraction matters
