@@ -49,7 +49,7 @@ def dense_naive(x, w, b, relu=False):
 
 def dense(x, w, b, relu=False):
     """Fast dense layer: one BLAS matmul, then the bias (and ReLU) in one pass; for one image, the
-    rows of w whose input is 0 skipped (``_matvec_nonzero``).
+    rows of w whose input is 0 skipped (``matvec_nonzero``, at the bottom of this file).
 
     The matmul is ``jit.matmul``: ``np.matmul``, shared among minivgg's threads inside
     ``jit.shared_gemms()``, else a plain ``np.matmul``.
@@ -63,48 +63,6 @@ def dense(x, w, b, relu=False):
     else:
         y = matmul(x, w)  # (N, D) @ (D, U) -> (N, U)
     return bias_relu(y, b, relu)
-
-
-# ---- Performance: one image's dense layer reads only the rows of w it needs
-#
-# With one image, x @ w reads all of w (fc1's is 411 MB) to multiply it by one row of x, and the time is
-# that of reading w from memory. x is a ReLU's output (fc1's input is block5_pool's, fc2's is fc1's):
-# 40-50% of it is 0 with random weights, and the rows of w those zeros meet add nothing to y. Reading
-# only the others takes the time down with them: fc1 6.1 ms instead of BLAS's 11.3 at 51% zeros, no
-# slower than BLAS with none (docs/performance.md).
-
-
-def matvec_nonzero(x, w):
-    """y = x @ w for one row x (D,) and w (D, U), float32, reading only the rows w[d] with x[d] != 0;
-    the same sum as ``dense_naive``'s without its zero terms (a 0 times a finite weight adds nothing).
-    Returns y (U,) float32."""
-    rows = np.flatnonzero(x)  # (R,) the inputs that are not 0
-    parts = np.empty((max(1, min(numba.get_num_threads(), len(rows))), w.shape[1]), dtype=np.float32)  # (T, U)
-    _matvec_nonzero(x, w, rows, parts)
-    return parts.sum(axis=0) if len(parts) > 1 else parts[0]
-
-
-@numba.njit(**PARALLEL)
-def _matvec_nonzero(x, w, rows, parts):
-    # x: (D,), w: (D, U), rows: (R,) indices d with x[d] != 0, parts: (T, U). Share t sums x[d] * w[d]
-    # over its contiguous share of ``rows`` into parts[t], two rows of w a pass (each one streamed once);
-    # the loop along U, contiguous in w and parts, LLVM vectorises.
-    T, U = parts.shape
-    R = rows.shape[0]
-    for t in numba.prange(T):
-        acc = parts[t]  # (U,)
-        acc[:] = 0.0
-        i, end = R * t // T, R * (t + 1) // T
-        while i + 1 < end:
-            a0, a1 = x[rows[i]], x[rows[i + 1]]
-            r0, r1 = w[rows[i]], w[rows[i + 1]]  # (U,) each
-            for u in range(U):
-                acc[u] += a0 * r0[u] + a1 * r1[u]
-            i += 2
-        if i < end:  # an odd row left
-            a0, r0 = x[rows[i]], w[rows[i]]
-            for u in range(U):
-                acc[u] += a0 * r0[u]
 
 
 def softmax_naive(y):
@@ -198,6 +156,7 @@ def softmax_backward(p, dy):
     dot = np.einsum("nu,nu->n", p.astype(np.float64), dy)[:, None]  # (N, 1): <dy[n], p[n]>
     return (p * (dy - dot)).astype(np.float32)  # (N, U)
 
+
 def sigmoid(y):
     """Logistic sigmoid, element by element: (N, U) float32 -> (N, U) float32, in (0, 1).
 
@@ -207,3 +166,48 @@ def sigmoid(y):
     """
     y = np.asarray(y, dtype=np.float32)
     return np.exp(-np.logaddexp(np.float32(0), -y)).astype(np.float32)
+
+
+# ---- Performance: skip on a first read. One image's dense layer reads only the rows of w it needs.
+#
+# With one image, x @ w reads all of w (fc1's is 411 MB) to multiply it by one row of x, and the time is
+# that of reading w from memory. x is a ReLU's output (fc1's input is block5_pool's, fc2's is fc1's):
+# 40-50% of it is 0 with random weights, and the rows of w those zeros meet add nothing to y. Reading
+# only the others takes the time down with them: fc1 6.1 ms instead of BLAS's 11.3 at 51% zeros, no
+# slower than BLAS with none (docs/performance.md).
+
+
+def matvec_nonzero(x, w):
+    """y = x @ w for one row x (D,) and w (D, U), reading only the rows w[d] with x[d] != 0; the same
+    sum as ``dense_naive``'s without its zero terms (a 0 times a finite weight adds nothing).
+    Returns y (U,) float32."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 1 or w.ndim != 2 or x.shape[0] != w.shape[0]:
+        raise ValueError(f"matvec_nonzero needs x (D,) and w (D, U), got {x.shape}, {w.shape}")
+    rows = np.flatnonzero(x)  # (R,) the inputs that are not 0
+    parts = np.empty((max(1, min(numba.get_num_threads(), len(rows))), w.shape[1]), dtype=np.float32)  # (T, U)
+    _matvec_nonzero(x, w, rows, parts)
+    return parts.sum(axis=0) if len(parts) > 1 else parts[0]
+
+
+@numba.njit(**PARALLEL)
+def _matvec_nonzero(x, w, rows, parts):
+    # x: (D,), w: (D, U), rows: (R,) indices d with x[d] != 0, parts: (T, U). Share t sums x[d] * w[d]
+    # over its contiguous share of ``rows`` into parts[t], two rows of w a pass (each one streamed once);
+    # the loop along U, contiguous in w and parts, LLVM vectorises.
+    T, U = parts.shape
+    R = rows.shape[0]
+    for t in numba.prange(T):
+        acc = parts[t]  # (U,)
+        acc[:] = 0.0
+        i, end = R * t // T, R * (t + 1) // T
+        while i + 1 < end:
+            a0, a1 = x[rows[i]], x[rows[i + 1]]
+            r0, r1 = w[rows[i]], w[rows[i + 1]]  # (U,) each
+            for u in range(U):
+                acc[u] += a0 * r0[u] + a1 * r1[u]
+            i += 2
+        if i < end:  # an odd row left
+            a0, r0 = x[rows[i]], w[rows[i]]
+            for u in range(U):
+                acc[u] += a0 * r0[u]

@@ -57,10 +57,10 @@ def max_pool2d_naive(x, size=2, stride=2):
 @numba.njit(cache=True)
 def _winners(x, n, h0, w0, size, m, best):
     # The window at (h0, w0) of image n, every channel at once: m[c] = its maximum, best[c] = which
-    # element is its first maximum in row-major order (di * size + dj), by a strict ">" scan. The
-    # one place the rule is written: the backward kernel calls it (the forward one, _max_pool2d, needs
-    # only m, which is the same by any scan: _window_max). The inner
-    # loop runs along the channels, contiguous in x, m and best: LLVM vectorises it.
+    # element is its first maximum in row-major order (di * size + dj), by a strict ">" scan. The one
+    # place the rule is written: the backward kernel calls it (the forward one needs only the maximum,
+    # the same whichever element of a tie wins: _window_max). The inner loop runs along the channels,
+    # contiguous in x, m and best: LLVM vectorises it.
     first = x[n, h0, w0]  # (C,)
     for c in range(m.shape[0]):
         m[c] = first[c]
