@@ -40,7 +40,9 @@ The frameworks, on the same data and weights:
   each conv's gradient function also computes the kernel's gradient: about twice the work).
 - pytorch: ``torch.nn.functional.conv2d`` (bias included) + ``relu`` in plain NCHW (the input and
   the kernels are converted once, outside the clock; ``--torch-channels-last`` for NHWC memory);
-  forward: the same ops run over minivgg's VGG16 table.
+  forward: the same ops run over minivgg's VGG16 table; gradients: ``torch.autograd.grad`` through
+  that table with its top (``F.linear``, flatten in Keras' (H, W, C) order, the class score before
+  the softmax).
 
 Threads: NumPy's BLAS, Numba, TensorFlow and PyTorch read their thread counts when first imported,
 so the arguments are parsed and OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS set *before* anything imports
