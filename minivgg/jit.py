@@ -11,8 +11,8 @@ code. minivgg's layers follow one pattern: a private ``@njit`` body ``_name`` wi
 checks, behind a public ``name()`` that validates, allocates the output and calls it.
 
 Every parallel kernel in minivgg is compiled with one option set, ``PARALLEL`` = ``cache=True,
-parallel=True`` (the serial helpers they call: ``cache=True``, and ``nogil=True`` where minivgg's own
-threads run them at once, as Winograd's per-thread schedule does):
+parallel=True`` (the serial helpers they call: ``cache=True``; some also ``nogil=True``, from when
+Python threads of minivgg's own ran them at once):
 
 - ``cache=True``: compiled once, kept in ``__pycache__``, so later runs start warm;
 - ``parallel=True``: the outer loop of each kernel is a ``numba.prange``, which Numba splits over its
@@ -24,23 +24,27 @@ goes through NumPy's BLAS anyway (the library behind ``np.matmul``: its GEMM, ge
 multiply, is the matrix product), which is already vectorised.
 
 The threading layer. Numba's worker threads come from a "threading layer" (OpenMP, TBB, or its own
-``workqueue``). A forward pass alternates between Numba's parallel loops (im2col, pooling, Winograd
-transforms) and NumPy's BLAS (the GEMMs). Both keep a pool of worker threads, and both pools, by
-default, *spin* for a while after finishing, waiting for more work. On a machine with few cores the
-two pools then fight over the cores. The ``workqueue`` layer's workers sleep instead of spinning,
-which measured much faster here (docs/performance.md). So unless the user chose a layer
-(``NUMBA_THREADING_LAYER``), minivgg selects ``workqueue`` before any parallel kernel runs. (The
-other cure, ``OMP_WAIT_POLICY=passive``, must be set before the process starts, which a library
-cannot do.)
+``workqueue``). The ``workqueue`` layer's workers sleep between parallel loops, and waking them costs
+about 80 microseconds a loop on this project's 2-core machine (a Python thread hand-off, 55); a
+pass at 224x224 runs some 30 parallel loops and shares, 2-3 ms of its 35. GNU OpenMP's (``omp``)
+workers spin for a while after a loop instead, so the next one starts in 2 microseconds, but a
+spinning worker takes a core from any other thread that wants it: OpenBLAS's own workers, or
+minivgg's, if GEMMs ran on threads of their own. So every GEMM a pass shares among threads runs on
+Numba's threads, called from inside Numba's parallel loops (``gemm``, below), and then minivgg selects
+``omp`` before any parallel kernel runs, unless the user chose a layer (``NUMBA_THREADING_LAYER``), with
+a short spin (``GOMP_SPINCOUNT`` = 10000, about 0.3 ms, against GNU OpenMP's default of about 5 ms), so
+that after a pass the workers soon sleep. Where the GEMM cannot be called from Numba (a NumPy whose
+BLAS is not OpenBLAS) or OpenMP cannot load, ``workqueue`` stays (docs/performance.md, "Numba's threads
+for every share").
 
 Performance: skip on a first read (the bottom half of this file).
 
 Shared GEMMs. The same fight goes on with OpenBLAS, whose workers also spin after each GEMM: the
 Numba transform that runs next shares a core with one, and a second thread bought minivgg much less
 than it bought TensorFlow. The cure, ``shared_gemms()``: for a whole pass, OpenBLAS runs
-single-threaded, so it has no workers to spin, and minivgg shares each GEMM among its own threads
+single-threaded, so it has no workers to spin, and minivgg shares each GEMM among Numba's threads
 instead (``matmul``: a stack by its products, a matrix by rows or columns; each share one ordinary
-BLAS call on one of minivgg's threads, ``run_shares``), which measured as fast as one two-threaded
+BLAS call, made by ``gemm`` from inside a parallel loop), which measured as fast as one two-threaded
 np.matmul or faster. With that, Winograd can also give each thread its share of the tiles through
 the whole chain, transforms included (``winograd_schedules._per_thread``). The switch is made once
 per pass (``model(x)``, ``activations``, ``gradients``, a training step) or once per run of many
@@ -53,16 +57,12 @@ import contextlib
 import ctypes
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
+import llvmlite.binding
 import numba
 import numpy as np
 
 PARALLEL = dict(cache=True, parallel=True)  # every parallel kernel: @numba.njit(**PARALLEL)
-
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    # Takes effect as long as no parallel kernel has run yet in this process.
-    numba.config.THREADING_LAYER = "workqueue"
 
 
 # ==================================================================================================
@@ -72,12 +72,12 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 # ------------------------------------------------------------------------------- OpenBLAS's threads
 
-_openblas = []  # [(get, set)] of the OpenBLAS NumPy loaded, or [None]: looked up once
+_openblas = []  # [(get, set, corename, library)] of the OpenBLAS NumPy loaded, or [None]: looked up once
 
 
 def _find_openblas():
     """OpenBLAS's own thread-count getter and setter in the library NumPy loaded (found in
-    /proc/self/maps, Linux), or None."""
+    /proc/self/maps, Linux), its kernel-set name and the library itself, or None."""
     if not _openblas:
         found = None
         try:
@@ -90,7 +90,7 @@ def _find_openblas():
             for prefix, suffix in (("scipy_", "64_"), ("", ""), ("", "64_"), ("scipy_", "")):
                 get, put = (getattr(lib, f"{prefix}openblas_{what}_num_threads{suffix}", None) for what in ("get", "set"))
                 if get is not None and put is not None:
-                    found = (get, put, getattr(lib, f"{prefix}openblas_get_corename{suffix}", None))
+                    found = (get, put, getattr(lib, f"{prefix}openblas_get_corename{suffix}", None), lib)
                     break
             if found is not None:
                 break
@@ -109,7 +109,7 @@ def blas_threads(n):
     found = _find_openblas()
     if found is None:
         return None
-    get, put, _ = found
+    get, put = found[:2]
     old = get()
     put(ctypes.c_int(n))
     return old
@@ -127,10 +127,91 @@ def blas_core():
     return corename().decode(errors="replace")
 
 
+# ------------------------------------------------------------------ GEMMs called from compiled code
+
+# OpenBLAS's C interface to its GEMM, cblas_sgemm, as NumPy's wheels build it: 64-bit integers, the
+# symbol named with a "64_" suffix (and a "scipy_" prefix in scipy-openblas, NumPy 2's). Compiled code
+# calls it by the name below, which llvmlite resolves to the address registered at import; the cached
+# kernels hold the name, not the address, so they stay valid from one process to the next.
+_SGEMM, _SGEMV = "minivgg_cblas_sgemm64", "minivgg_cblas_sgemv64"
+_I, _F, _P = numba.types.int64, numba.types.float32, numba.types.intp  # integer, float, address
+_cblas_sgemm = numba.types.ExternalFunction(_SGEMM, numba.types.void(
+    numba.types.int32, numba.types.int32, numba.types.int32,  # layout, a transposed?, b transposed?
+    _I, _I, _I, _F, _P, _I, _P, _I, _F, _P, _I))  # M, N, K, alpha, a, lda, b, ldb, beta, c, ldc
+_cblas_sgemv = numba.types.ExternalFunction(_SGEMV, numba.types.void(
+    numba.types.int32, numba.types.int32,  # layout, A transposed?
+    _I, _I, _F, _P, _I, _P, _I, _F, _P, _I))  # rows, columns, alpha, A, lda, x, incx, beta, y, incy
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # cblas' enums
+
+
+def _register_sgemm():
+    """Register the cblas_sgemm and cblas_sgemv of the OpenBLAS NumPy loaded under ``_SGEMM`` and
+    ``_SGEMV``; returns whether both were found."""
+    found = _find_openblas()
+    for prefix in ("scipy_", "") if found is not None else ():
+        gemm_f, gemv_f = (getattr(found[3], f"{prefix}cblas_{what}64_", None) for what in ("sgemm", "sgemv"))
+        if gemm_f is not None and gemv_f is not None:
+            for name, f in ((_SGEMM, gemm_f), (_SGEMV, gemv_f)):
+                llvmlite.binding.add_symbol(name, ctypes.cast(f, ctypes.c_void_p).value)
+            return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def gemm(a, b, c):
+    """c = a @ b, float32 (M, K) @ (K, N) -> (M, N), as one call of OpenBLAS's GEMM from compiled code:
+    each thread of a parallel loop calls its own. a and b: rows or columns contiguous (a transposed
+    view is passed to BLAS as a transposed matrix); c: rows contiguous. Only where ``GEMM_IN_NUMBA``."""
+    M, K = a.shape
+    N = b.shape[1]
+    if M == 0 or N == 0:
+        return
+    # BLAS's leading dimension: the step between rows in memory (between columns for a transposed
+    # view), at least the row's length (a single row's step may be anything, and BLAS checks it)
+    ta, lda = (NO_TRANS, max(a.strides[0] // 4, K)) if a.strides[1] == 4 else (TRANS, max(a.strides[1] // 4, M))
+    tb, ldb = (NO_TRANS, max(b.strides[0] // 4, N)) if b.strides[1] == 4 else (TRANS, max(b.strides[1] // 4, K))
+    if M == 1:  # one row: c[0] = b^T a[0], BLAS's matrix-vector product, as np.matmul calls it (a GEMM
+        # with one row measured 2.5x slower on fc1's dL/dx); b as laid out (K, N), or b = w.T, w (N, K)
+        rows, cols = (K, N) if tb == NO_TRANS else (N, K)
+        _cblas_sgemv(ROW_MAJOR, TRANS if tb == NO_TRANS else NO_TRANS, rows, cols, np.float32(1.0), b.ctypes.data,
+                     max(ldb, 1), a.ctypes.data, max(a.strides[1] // 4, 1), np.float32(0.0), c.ctypes.data,
+                     max(c.strides[1] // 4, 1))
+        return
+    _cblas_sgemm(ROW_MAJOR, ta, tb, M, N, K, np.float32(1.0), a.ctypes.data, max(lda, 1), b.ctypes.data, max(ldb, 1),
+                 np.float32(0.0), c.ctypes.data, max(c.strides[0] // 4, N))
+
+
+def gemm_ready(*arrays):
+    """Whether ``gemm`` takes these float32 matrices (or stacks of them, the last two axes): each with
+    its rows or its columns contiguous."""
+    return GEMM_IN_NUMBA and all(x.dtype == np.float32 and x.ndim >= 2 and (x.strides[-1] == 4 or x.strides[-2] == 4)
+                                 and x.strides[-1] % 4 == 0 and x.strides[-2] % 4 == 0 for x in arrays)
+
+
+def _omp_loads():
+    """Whether Numba's OpenMP threading layer loads here, GNU OpenMP's spin set short first (its
+    environment is read when the library loads: ``GOMP_SPINCOUNT`` = 10000, about 0.3 ms on this
+    machine, against the default's 5 ms; put back after, so that no other library sees it)."""
+    old = os.environ.get("GOMP_SPINCOUNT")
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401  (loads libgomp, which reads its environment)
+        return True
+    except ImportError:
+        return False
+    finally:
+        if old is None:
+            del os.environ["GOMP_SPINCOUNT"]
+
+
+GEMM_IN_NUMBA = _register_sgemm()
+if "NUMBA_THREADING_LAYER" not in os.environ:  # takes effect as long as no parallel kernel has run yet
+    numba.config.THREADING_LAYER = "omp" if GEMM_IN_NUMBA and _omp_loads() else "workqueue"
+
+
 # ------------------------------------------------------------------------------------ shared GEMMs
 
 _lock = threading.Lock()
-_pool = []  # run_shares' ThreadPoolExecutor, made on first use
 SHARE_FLOPS = 2e6  # a product smaller than this (2*M*K*N) stays one np.matmul: a thread hand-off costs more
 FEW_ROWS = 64  # a @ w.T with 2 to this many rows of a is computed as (w @ a^T)^T (see matmul)
 
@@ -162,7 +243,7 @@ class _Held:
                     self.off(self.saved)
 
 
-_sharing = _Held(lambda: _find_openblas() is not None and numba.get_num_threads() > 1,
+_sharing = _Held(lambda: GEMM_IN_NUMBA and numba.get_num_threads() > 1,
                  lambda: blas_threads(1), blas_threads)
 
 
@@ -181,28 +262,13 @@ def sharing():
     return _sharing.depth > 0
 
 
-def run_shares(work, count):
-    """work(0), ..., work(count - 1) at once: work(0) in the calling thread, the others on minivgg's
-    pool of threads (made on first use). Returns when all are done; raises what one raised. For work
-    that releases the GIL (BLAS calls, ``nogil`` Numba kernels), else the shares just take turns."""
-    if not _pool:
-        with _lock:
-            if not _pool:
-                _pool.append(ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS, thread_name_prefix="minivgg"))
-    jobs = [_pool[0].submit(work, i) for i in range(1, count)]
-    try:
-        work(0)
-    finally:
-        for job in jobs:
-            job.result()  # waits even when work(0) raised: no share still writes after we return
-
-
 _workspace = threading.local()
 
 
 def scratch(name, size):
-    """A float32 scratch buffer of ``size`` elements, kept between calls, one per thread (Winograd's
-    blocks of tiles, im2col's blocks of rows).
+    """A float32 scratch buffer of ``size`` elements, kept between calls, one per calling thread: the
+    per-thread schedules take one with a row per share (Winograd's blocks of tiles, im2col's blocks
+    of rows), the inner-dimension shares one (M, N) part each.
 
     Fresh tens of megabytes per layer would be mapped in by the OS page by page on every call, a cost
     measured of the order of the convolution itself (docs/performance.md).
@@ -237,25 +303,20 @@ def matmul(a, b, out=None):
     if a.ndim == 2 and 2 <= a.shape[0] <= FEW_ROWS and b.flags.f_contiguous and not b.flags.c_contiguous:
         return _turned(a, b.T, out)  # b = w.T, w C-contiguous
     shares = numba.get_num_threads()
-    if not sharing() or shares == 1 or 2.0 * a.size * b.shape[-1] < SHARE_FLOPS:
+    if not sharing() or shares == 1 or 2.0 * a.size * b.shape[-1] < SHARE_FLOPS or not gemm_ready(a, b):
         return np.matmul(a, b, out=out)
     if out is None:
-        out = np.empty(a.shape[:-1] + b.shape[-1:], dtype=np.result_type(a, b))
+        out = np.empty(a.shape[:-1] + b.shape[-1:], dtype=np.float32)
+    if not gemm_ready(out) or out.strides[-1] != 4:
+        return np.matmul(a, b, out=out)
     if a.ndim == 3:  # by products: a[lo:hi] @ b[lo:hi]
-        cut, part = a.shape[0], lambda s: (a[s], b[s], out[s])
+        _product_shares(a, b, out, min(shares, a.shape[0]))
     elif a.shape[0] >= 4 * shares and a.size >= b.size:  # by rows of a: a[lo:hi] @ b
-        cut, part = a.shape[0], lambda s: (a[s], b, out[s])
+        _row_shares(a, b, out, shares)
     elif b.flags.c_contiguous:  # by rows of b, the inner dimension: sum over shares of a[:, lo:hi] @ b[lo:hi]
-        return _inner_shares(a, b, out, shares)
+        _inner_shares(a, b, out, shares)
     else:  # by columns of b: a @ b[:, lo:hi], for b = w.T rows of w
-        cut, part = b.shape[1], lambda s: (a, b[:, s], out[:, s])
-    shares = min(shares, cut)
-
-    def work(i):
-        x, y, z = part(slice(cut * i // shares, cut * (i + 1) // shares))
-        np.matmul(x, y, out=z)
-
-    run_shares(work, shares)
+        _column_shares(a, b, out, min(shares, b.shape[1]))
     return out
 
 
@@ -273,20 +334,51 @@ def _turned(a, w, out):
 
 def _inner_shares(a, b, out, shares):
     """out = a @ b for a (M, K) @ b (K, N), the inner dimension K cut into shares: share i computes
-    a[:, Ki] @ b[Ki] (each thread reading its own rows of b, contiguous), share 0 into ``out``, the
-    others into their own (M, N) arrays, added to ``out`` at the end."""
+    a[:, Ki] @ b[Ki] (each thread reading its own rows of b, contiguous) into its own (M, N) part,
+    the parts added up at the end."""
+    shares = min(shares, a.shape[1])
+    parts = scratch("inner parts", shares * out.size).reshape((shares,) + out.shape)  # (shares, M, N)
+    _inner_parts(a, b, parts, shares)
+    np.sum(parts, axis=0, out=out)
+
+
+# The shares, each thread its own BLAS call (``gemm``); share i of ``shares`` takes items
+# n*i//shares .. n*(i+1)//shares - 1 of the n it cuts.
+
+@numba.njit(**PARALLEL)
+def _product_shares(a, b, out, shares):
+    # a (F, M, K) @ b (F, K, N) -> out (F, M, N), by products
+    F = a.shape[0]
+    for i in numba.prange(shares):
+        for f in range(F * i // shares, F * (i + 1) // shares):
+            gemm(a[f], b[f], out[f])
+
+
+@numba.njit(**PARALLEL)
+def _row_shares(a, b, out, shares):
+    # a (M, K) @ b (K, N) -> out (M, N), by rows of a
+    M = a.shape[0]
+    for i in numba.prange(shares):
+        lo, hi = M * i // shares, M * (i + 1) // shares
+        gemm(a[lo:hi], b, out[lo:hi])
+
+
+@numba.njit(**PARALLEL)
+def _column_shares(a, b, out, shares):
+    # a (M, K) @ b (K, N) -> out (M, N), by columns of b
+    N = b.shape[1]
+    for i in numba.prange(shares):
+        lo, hi = N * i // shares, N * (i + 1) // shares
+        gemm(a, b[:, lo:hi], out[:, lo:hi])
+
+
+@numba.njit(**PARALLEL)
+def _inner_parts(a, b, parts, shares):
+    # a (M, K) @ b (K, N), by the inner dimension: parts[i] (M, N) = a[:, Ki] @ b[Ki]
     K = a.shape[1]
-    shares = min(shares, K)
-    parts = [out] + [np.empty_like(out) for _ in range(shares - 1)]  # (M, N) each
-
-    def work(i):
+    for i in numba.prange(shares):
         lo, hi = K * i // shares, K * (i + 1) // shares
-        np.matmul(a[:, lo:hi], b[lo:hi], out=parts[i])  # (M, K_i) @ (K_i, N) -> (M, N)
-
-    run_shares(work, shares)
-    for part in parts[1:]:
-        out += part
-    return out
+        gemm(a[:, lo:hi], b[lo:hi], parts[i])
 
 
 # ------------------------------------------------------------------------------- freed memory kept

@@ -105,8 +105,8 @@ def blocked(request):
 def test_conv2d_im2col_in_blocks_equals_naive(N, H, W, C, KH, KW, stride, pad, block_floats, blocked, monkeypatch):
     import minivgg.layers.conv as conv_module
 
-    calls, real = [], conv_module._im2col_rows
-    monkeypatch.setattr(conv_module, "_im2col_rows", lambda *a: calls.append(a[5:8]) or real(*a))  # (n, r0, r1)
+    calls, real = [], conv_module._blocks  # the compiled loop over the blocks, given their list
+    monkeypatch.setattr(conv_module, "_blocks", lambda *a: calls.extend(map(tuple, a[8].tolist())) or real(*a))
     monkeypatch.setattr(conv_module, "BLOCK_COLS_FLOATS", block_floats)
     rng = np.random.default_rng(1)
     K = C + 3
@@ -116,7 +116,8 @@ def test_conv2d_im2col_in_blocks_equals_naive(N, H, W, C, KH, KW, stride, pad, b
     OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
     R = max(1, block_floats // (OW * KH * KW * C))  # output rows per block
     want = [(n, r0, min(r0 + R, OH)) for n in range(N) for r0 in range(0, OH, R)]  # rows of one image each
-    assert sorted(calls) == sorted(2 * want)  # two convolutions, each through every block once
+    assert sorted(calls) == sorted(2 * want)  # two convolutions, each cut into these blocks (each computed: out
+    # starts as np.empty, so a block left out would fail the comparison above)
 
 
 def test_conv2d_im2col_in_blocks_is_batch_invariant(blocked, monkeypatch):
@@ -317,25 +318,54 @@ def test_shared_gemms_nests_and_restores():
         jit.blas_threads(before)
 
 
-def test_run_shares_waits_for_every_share_and_raises():
-    import threading
-    import time
-
+@pytest.mark.parametrize("M,K,N", [(1, 7, 5), (6, 1, 3), (9, 13, 11)])
+def test_gemm_from_compiled_code_takes_every_layout(M, K, N):
+    """jit.gemm (OpenBLAS's GEMM called from compiled code): a and b with rows or columns contiguous (a
+    transposed view), slices of larger arrays (a step between rows longer than a row), c a slice too."""
     from minivgg import jit
 
-    done, names = [], set()
+    if not jit.GEMM_IN_NUMBA:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS with cblas_sgemm64_: the shares run as one np.matmul")
+    rng = np.random.default_rng(3)
+    big_a, big_b = rand(rng, M + 2, K + 3), rand(rng, K + 4, N + 2)
+    for a in (rand(rng, M, K), np.ascontiguousarray(rand(rng, K, M).T), big_a[1:M + 1, 2:K + 2], big_a.T.copy().T[:M, :K]):
+        for b in (rand(rng, K, N), np.ascontiguousarray(rand(rng, N, K).T), big_b[3:K + 3, 1:N + 1]):
+            c = np.full((M + 1, N + 3), np.nan, dtype=np.float32)
+            jit.gemm(a, b, c[1:, 2:N + 2])
+            np.testing.assert_allclose(c[1:, 2:N + 2], a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+            assert np.isnan(c[0]).all() and np.isnan(c[:, :2]).all() and np.isnan(c[:, N + 2:]).all()  # only c written
 
-    def work(i):
-        names.add(threading.current_thread().name)
-        if i == 0:
-            raise ValueError("share 0")
-        time.sleep(0.05)
-        done.append(i)
 
-    with pytest.raises(ValueError, match="share 0"):
-        jit.run_shares(work, 3)
-    assert sorted(done) == [1, 2]  # the others finished before the error came out
-    assert threading.current_thread().name in names and len(names) >= 2
+def test_shared_matmul_each_cut_equals_numpy():
+    """jit.matmul inside shared_gemms, each way it cuts a product (by products, rows, columns, the inner
+    dimension), on lopsided shapes: np.matmul's result to float32 rounding."""
+    from minivgg import jit
+
+    rng = np.random.default_rng(4)
+    cases = [(rand(rng, 5, 33, 70), rand(rng, 5, 70, 41)),  # a stack, by products
+             (rand(rng, 300, 70), rand(rng, 70, 41)),  # by rows of a
+             (rand(rng, 1, 900), np.ascontiguousarray(rand(rng, 130, 900)).T),  # b = w.T: by its columns
+             (rand(rng, 3, 900), rand(rng, 900, 130))]  # by the inner dimension
+    with jit.shared_gemms():
+        for a, b in cases:
+            np.testing.assert_allclose(jit.matmul(a, b), a.astype(np.float64) @ b, rtol=2e-5, atol=2e-5)
+
+
+def test_numba_threads_are_openmp_where_the_gemm_runs_in_compiled_code():
+    """With jit.gemm available and no layer chosen by the user, minivgg runs Numba on GNU OpenMP (its
+    workers start a loop in microseconds), with GNU OpenMP's spin set short and not left in the environment."""
+    import os
+
+    import numba
+
+    from minivgg import jit
+    from minivgg.layers.pool import max_pool2d
+
+    max_pool2d(np.zeros((1, 4, 4, 2), np.float32))  # a parallel kernel has run: the layer is chosen
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        pytest.skip("the user chose Numba's threading layer")
+    assert numba.threading_layer() == ("omp" if jit.GEMM_IN_NUMBA and jit._omp_loads() else "workqueue")
+    assert "GOMP_SPINCOUNT" not in os.environ or os.environ.get("GOMP_SPINCOUNT") != "10000"
 
 
 def test_keep_freed_memory_nests_and_restores(monkeypatch):

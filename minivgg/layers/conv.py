@@ -49,7 +49,7 @@ C and K axes swapped, w_t = ``transpose_kernel(w)`` (KH, KW, K, C). For VGG16's 
 import numba
 import numpy as np
 
-from ..jit import PARALLEL, matmul, run_shares, scratch, sharing  # matmul: np.matmul, shared inside jit.shared_gemms()
+from ..jit import GEMM_IN_NUMBA, PARALLEL, gemm, matmul, scratch, sharing  # matmul: np.matmul, shared inside jit.shared_gemms()
 from .im2col import _check as _check_window, _im2col_rows, col2im, im2col, output_size
 from .relu import _bias_relu_rows, bias_relu, relu_backward
 
@@ -105,7 +105,7 @@ def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     _check(x, w, b, stride, pad)
-    if sharing() or numba.get_num_threads() == 1:  # each thread may call its own GEMMs: in cache-sized blocks
+    if sharing() or (GEMM_IN_NUMBA and numba.get_num_threads() == 1):  # each thread calls its own GEMMs: cache-sized blocks
         return _im2col_blocked(x, w, b, stride, pad, relu)
     KH, KW, C, K = w.shape
     cols = im2col(x, KH, KW, stride, pad)  # (N, H', W', KH*KW*C)
@@ -127,7 +127,7 @@ def conv2d_im2col(x, w, b, stride=1, pad=0, relu=False):
 def _im2col_blocked(x, w, b, stride, pad, relu):
     """``conv2d_im2col`` in blocks of output rows, each taken through im2col, its GEMM and the bias +
     ReLU before the next, so that its rows of cols (``BLOCK_COLS_FLOATS`` at most) and its outputs stay
-    in the core's cache; the blocks shared among minivgg's threads (``jit.run_shares``), each with its
+    in the core's cache; the blocks shared among Numba's threads (``_blocks``, ``jit.gemm``), each with its
     own scratch for cols, its GEMM writing straight into the output.
 
     Why: the plain version writes all of cols out to memory and reads it back, then reads and writes
@@ -145,20 +145,28 @@ def _im2col_blocked(x, w, b, stride, pad, relu):
     b = np.ascontiguousarray(b, dtype=np.float32)
     out = np.empty((N, OH, OW, K), dtype=np.float32)
     R = max(1, BLOCK_COLS_FLOATS // (OW * L))  # output rows per block
-    blocks = [(n, r0, min(r0 + R, OH)) for n in range(N) for r0 in range(0, OH, R)]  # (image, first row, end)
+    blocks = np.array([(n, r0, min(r0 + R, OH)) for n in range(N) for r0 in range(0, OH, R)], dtype=np.int64)  # (image, first row, end)
     shares = min(numba.get_num_threads(), len(blocks))
-
-    def share(i):
-        buf = scratch("cols", R * OW * L)  # this thread's
-        for n, r0, r1 in blocks[len(blocks) * i // shares:len(blocks) * (i + 1) // shares]:
-            cols = buf[:(r1 - r0) * OW * L].reshape(r1 - r0, OW, L)  # (rows, W', KH*KW*C)
-            _im2col_rows(x, KH, KW, stride, pad, n, r0, r1, cols)  # nogil: the threads run at once
-            y = out[n, r0:r1].reshape((r1 - r0) * OW, K)  # (rows, W', K) -> (rows*W', K), a view of out
-            np.matmul(cols.reshape((r1 - r0) * OW, L), w2, out=y)  # (rows*W', KH*KW*C) @ (KH*KW*C, K)
-            _bias_relu_rows(y, b, relu, 0, y.shape[0])
-
-    run_shares(share, shares)
+    cols = scratch("cols", shares * R * OW * L).reshape(shares, R * OW * L)  # each share's own rows of cols
+    _blocks(x, KH, KW, stride, pad, w2, b, bool(relu), blocks, shares, cols, out)
     return out
+
+
+@numba.njit(**PARALLEL)
+def _blocks(x, KH, KW, stride, pad, w2, b, relu, blocks, shares, cols, out):
+    # Share i: blocks B*i//shares .. B*(i+1)//shares - 1 of the B, each through im2col into its rows of
+    # cols, one GEMM into out (a view of its rows), the bias and ReLU.
+    N, OH, OW, K = out.shape
+    L = w2.shape[0]
+    B = blocks.shape[0]
+    for i in numba.prange(shares):
+        for j in range(B * i // shares, B * (i + 1) // shares):
+            n, r0, r1 = blocks[j, 0], blocks[j, 1], blocks[j, 2]
+            c = cols[i, :(r1 - r0) * OW * L].reshape((r1 - r0, OW, L))  # (rows*W'*L,) -> (rows, W', KH*KW*C)
+            _im2col_rows(x, KH, KW, stride, pad, n, r0, r1, c)
+            y = out[n, r0:r1].reshape(((r1 - r0) * OW, K))  # (rows, W', K) -> (rows*W', K), a view of out
+            gemm(c.reshape(((r1 - r0) * OW, L)), w2, y)  # (rows*W', KH*KW*C) @ (KH*KW*C, K)
+            _bias_relu_rows(y, b, relu, 0, y.shape[0])
 
 
 @numba.njit(**PARALLEL)

@@ -44,7 +44,7 @@ import numba
 import numpy as np
 
 from . import winograd, winograd2
-from ..jit import matmul, run_shares, scratch, sharing
+from ..jit import GEMM_IN_NUMBA, PARALLEL, gemm, matmul, scratch, sharing
 from .relu import check_rule
 
 BLOCK_FLOATS = 1 << 22  # floats per scratch buffer (16 MB): V and M hold at most this many
@@ -94,27 +94,40 @@ def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
     faster on the layers it takes: docs/performance.md). Where U is large (C * K > ``PER_THREAD_CK``)
     small blocks read all of it once per block, which was measured no faster, so those layers keep
     the big blocks.
-    Needs OpenBLAS single-threaded (``jit.shared_gemms``), each thread calling its own GEMMs, or one
-    thread in all: then there is one share, run in the calling thread (``_cache_blocked``).
+    Needs OpenBLAS single-threaded (``jit.shared_gemms``), each thread calling its own GEMMs (from
+    compiled code, ``jit.gemm``), or one thread in all: then there is one share (``_cache_blocked``).
     """
     N, H, W, C = x.shape
-    K = U.shape[2]
-    st, F = steps(U), U.shape[0]  # the tile's steps, and its frequencies: 36, or 16 for F2
+    F, _, K = U.shape  # F frequencies: 36, or 16 for F2
     T = N * TH * TW
     Tb = max(16, CACHE_FLOATS // (F * (C + K)))  # tiles per block
     shares = max(1, min(numba.get_num_threads(), T // Tb))
+    V = scratch("v", shares * F * Tb * C).reshape(shares, F * Tb * C)  # each share's own V and M
+    M = scratch("m", shares * F * Tb * K).reshape(shares, F * Tb * K)
+    _chains(x, U, b, relu, gate, rule, TH, TW, out, Tb, shares, V, M)
 
-    def share(i):
-        v_buf, m_buf = scratch("v", F * Tb * C), scratch("m", F * Tb * K)  # this thread's
+
+@numba.njit(**PARALLEL)
+def _chains(x, U, b, relu, gate, rule, TH, TW, out, Tb, shares, V, M):
+    # Share i: tiles T*i//shares .. T*(i+1)//shares - 1 of the T = N*TH*TW, in blocks of Tb, each block
+    # through the input transform into its V (F, n, C), F GEMMs into its M (F, n, K), the output transform.
+    F, C, K = U.shape
+    T = x.shape[0] * TH * TW
+    for i in numba.prange(shares):
         for t0 in range(T * i // shares, T * (i + 1) // shares, Tb):
             n = min(Tb, T * (i + 1) // shares - t0)
-            V = v_buf[:F * n * C].reshape(F, n, C)  # (F, n, C)
-            M = m_buf[:F * n * K].reshape(F, n, K)  # (F, n, K)
-            st.input_tiles(x, TH, TW, t0, V, 0, n)  # in this thread, which holds no lock meanwhile (nogil)
-            np.matmul(V, U, out=M)  # F GEMMs: (F, n, C) @ (F, C, K) -> (F, n, K)
-            st.output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, 0, n)
-
-    run_shares(share, shares)
+            Vn = V[i, :F * n * C].reshape((F, n, C))  # (F*n*C,) -> (F, n, C)
+            Mn = M[i, :F * n * K].reshape((F, n, K))  # (F*n*K,) -> (F, n, K)
+            if F == 36:
+                winograd._input_tiles(x, TH, TW, t0, Vn, 0, n)
+            else:
+                winograd2._input_tiles(x, TH, TW, t0, Vn, 0, n)
+            for f in range(F):
+                gemm(Vn[f], U[f], Mn[f])  # (n, C) @ (C, K) -> (n, K)
+            if F == 36:
+                winograd._output_tiles(Mn, b, relu, gate, rule, TH, TW, t0, out, 0, n)
+            else:
+                winograd2._output_tiles(Mn, b, relu, gate, rule, TH, TW, t0, out, 0, n)
 
 
 def _cache_blocked(C, K):
@@ -129,7 +142,7 @@ def _cache_blocked(C, K):
     forward pass gains little from it: 0.98-1.04x in three interleaved runs, within the noise."""
     if sharing():
         return C * K <= PER_THREAD_CK
-    return numba.get_num_threads() == 1 and C * K <= ONE_THREAD_CK
+    return GEMM_IN_NUMBA and numba.get_num_threads() == 1 and C * K <= ONE_THREAD_CK
 
 
 def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
