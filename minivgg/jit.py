@@ -35,7 +35,11 @@ Numba's threads, called from inside Numba's parallel loops (``gemm``, below), an
 a short spin (``GOMP_SPINCOUNT`` = 10000, about 0.3 ms, against GNU OpenMP's default of about 5 ms), so
 that after a pass the workers soon sleep. Where the GEMM cannot be called from Numba (a NumPy whose
 BLAS is not OpenBLAS) or OpenMP cannot load, ``workqueue`` stays (docs/performance.md, "Numba's threads
-for every share").
+for every share"). One cost: GNU OpenMP does not survive ``fork()``. A process forked after minivgg ran
+a parallel loop (``multiprocessing``'s "fork" start method) is stopped as soon as it runs one, Numba
+printing "Terminating: fork() called from a process already using GNU OpenMP". Start worker processes
+with "spawn" or "forkserver" (Dask's workers are spawned), or set ``NUMBA_THREADING_LAYER=workqueue``
+before Python starts: forking is then safe, and a pass about 15% slower.
 
 Performance: skip on a first read (the bottom half of this file).
 

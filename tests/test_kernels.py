@@ -368,6 +368,30 @@ def test_numba_threads_are_openmp_where_the_gemm_runs_in_compiled_code():
     assert "GOMP_SPINCOUNT" not in os.environ or os.environ.get("GOMP_SPINCOUNT") != "10000"
 
 
+def test_workqueue_chosen_by_the_user_is_kept_and_survives_fork(tmp_path):
+    """The way out for programs that fork after minivgg ran (GNU OpenMP does not survive fork(), see
+    jit.py): NUMBA_THREADING_LAYER=workqueue is respected, and a forked child runs the kernels."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "fork.py"
+    script.write_text(
+        "import multiprocessing as mp, numba, numpy as np\n"
+        "from minivgg.layers.pool import max_pool2d\n"
+        "x = np.arange(2 * 6 * 4 * 3, dtype=np.float32).reshape(2, 6, 4, 3)\n"
+        "want = float(max_pool2d(x).sum())\n"
+        "def child(q):\n"
+        "    q.put(float(max_pool2d(x).sum()))\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = mp.get_context('fork')\n"
+        "    q = ctx.Queue(); p = ctx.Process(target=child, args=(q,)); p.start(); p.join(60)\n"
+        "    print(numba.threading_layer(), p.exitcode, q.get(timeout=5) == want)\n")
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["workqueue", "0", "True"], out.stdout + out.stderr
+
+
 def test_keep_freed_memory_nests_and_restores(monkeypatch):
     """keep_freed_memory: glibc's mallopt switched once for nested callers, and to the thresholds
     glibc's own rule reaches when the last one leaves (also on an exception)."""
