@@ -7,6 +7,7 @@ Reading order: im2col -> conv -> relu, pool, dense -> vgg (the table) -> weights
     x = minivgg.preprocess_input(minivgg.load_image("cat.jpg"))
     print(minivgg.decode_predictions(model(x)))             # top-5 (wnid, name, score)
 """
+from . import jit  # first: it loads NumPy, with OpenBLAS's spin set short (see jit.py)
 from .errors import MinivggError
 from .files.imagenet import decode_predictions
 from .files.preprocess import load_image, preprocess_input

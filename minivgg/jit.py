@@ -56,15 +56,36 @@ passes (feature visualisation, SmoothGrad, IG), not per layer: switching OpenBLA
 wakes its worker, which then spins into the next layer's transforms (measured slower per layer:
 docs/performance.md). Both hold ``passes()``, which also keeps freed memory for the next array: see
 the end of this file.
+
+OpenBLAS's spin. A GEMM on OpenBLAS's own threads outside a pass (a user's np.matmul, a float64
+reference in a benchmark) leaves OpenBLAS's worker spinning for its timeout, 2**28 clock cycles by
+default (0.12 s here): a pass in that window shares its cores with that worker, and the passes at
+32x32 just after a 1024x1024 matmul measured 1.5-3x slower than the ones after. The timeout is
+OpenBLAS's setting ``OPENBLAS_THREAD_TIMEOUT``, read once, when NumPy loads it; where minivgg loads
+NumPy (``import minivgg`` before NumPy) it sets 20 (2**20 cycles, about 0.5 ms, like GNU OpenMP's spin
+above) for that moment, unless the user set it. Where NumPy came first, ``OPENBLAS_THREAD_TIMEOUT=20``
+in the environment before Python starts does the same.
 """
 import contextlib
 import ctypes
 import os
+import sys
 import threading
 
-import llvmlite.binding
-import numba
-import numpy as np
+# OpenBLAS reads its environment when it loads, with NumPy: here, if minivgg loads NumPy first (``import
+# minivgg`` imports this module first). Its workers then wait 2**20 cycles for the next GEMM (about
+# 0.5 ms) before they sleep, not its default 2**28 (about 0.1 s): see "OpenBLAS's spin" below.
+_BLAS_SPIN = "OPENBLAS_THREAD_TIMEOUT"
+_short_blas_spin = "numpy" not in sys.modules and _BLAS_SPIN not in os.environ
+if _short_blas_spin:
+    os.environ[_BLAS_SPIN] = "20"
+
+import llvmlite.binding  # noqa: E402  (below the setting above: numba imports NumPy)
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+if _short_blas_spin:  # read; taken out again, so that no other library or child process sees it
+    del os.environ[_BLAS_SPIN]
 
 PARALLEL = dict(cache=True, parallel=True)  # every parallel kernel: @numba.njit(**PARALLEL)
 

@@ -13,9 +13,8 @@ import statistics
 import sys
 import time
 
+import minivgg  # noqa: F401  (first: NumPy loads with OpenBLAS's spin short, and Numba's threading layer is chosen before any kernel runs)
 import numpy as np
-
-import minivgg  # noqa: F401  (first: Numba's threading layer is chosen before any kernel runs)
 from minivgg.layers.conv import conv2d_backward_input, conv2d_backward_naive, conv2d_backward_weights, conv2d_im2col, conv2d_naive, \
     transpose_kernel
 from minivgg.layers.dense import dense, dense_backward, softmax, softmax_backward, softmax_backward_naive

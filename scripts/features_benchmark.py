@@ -145,6 +145,7 @@ def main(argv=None):
     import contextlib
     import time
 
+    import minivgg  # noqa: F401  (first: NumPy loads with OpenBLAS's spin short, minivgg/jit.py)
     import numpy as np
     import tensorflow as tf
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 from pathlib import Path
 
+import minivgg  # noqa: F401  (first: NumPy loads with OpenBLAS's spin short, minivgg/jit.py)
 import numpy as np
 import pytest
 

@@ -392,6 +392,36 @@ def test_workqueue_chosen_by_the_user_is_kept_and_survives_fork(tmp_path):
     assert out.stdout.split() == ["workqueue", "0", "True"], out.stdout + out.stderr
 
 
+def test_openblas_workers_spin_briefly_where_minivgg_loads_numpy(tmp_path):
+    """``import minivgg`` before NumPy: after a GEMM on OpenBLAS's two threads, its worker spins about
+    0.5 ms (OPENBLAS_THREAD_TIMEOUT=20, set only while NumPy loads), not OpenBLAS's default 2**28 cycles
+    (0.12 s at this machine's 2.2 GHz clock), which slowed the passes that followed (jit.py). Measured
+    as the process's CPU time in 0.3 s of sleep just after the GEMM; the control, NumPy imported first,
+    shows that the measure sees the default spin (>= 0.05 s CPU for any clock up to 5 GHz)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "spin.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "if sys.argv[1] == 'numpy-first': import numpy\n"
+        "import minivgg, numpy as np\n"
+        "a = np.random.default_rng(0).random((512, 512))\n"
+        "np.matmul(a, a); time.sleep(0.5)  # the worker started and asleep again\n"
+        "np.matmul(a, a); t = time.process_time(); time.sleep(0.3)\n"
+        "print(time.process_time() - t, os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    spins = {}
+    for order in ("minivgg-first", "numpy-first"):
+        out = subprocess.run([sys.executable, str(script), order], env=env, capture_output=True, text=True, timeout=120)
+        cpu, left = out.stdout.split()
+        assert left == "None", "the setting was left in the environment"
+        spins[order] = float(cpu)
+    assert spins["minivgg-first"] < 0.02 and spins["numpy-first"] > 0.05, spins
+
+
 def test_keep_freed_memory_nests_and_restores(monkeypatch):
     """keep_freed_memory: glibc's mallopt switched once for nested callers, and to the thresholds
     glibc's own rule reaches when the last one leaves (also on an exception)."""
