@@ -182,7 +182,7 @@ def _register_sgemm():
     return False
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
 def gemm(a, b, c):
     """c = a @ b, float32 (M, K) @ (K, N) -> (M, N), as one call of OpenBLAS's GEMM from compiled code:
     each thread of a parallel loop calls its own. a and b: rows or columns contiguous (a transposed

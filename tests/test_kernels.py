@@ -336,19 +336,35 @@ def test_gemm_from_compiled_code_takes_every_layout(M, K, N):
             assert np.isnan(c[0]).all() and np.isnan(c[:, :2]).all() and np.isnan(c[:, N + 2:]).all()  # only c written
 
 
-def test_shared_matmul_each_cut_equals_numpy():
+def test_shared_matmul_each_cut_equals_numpy(monkeypatch):
     """jit.matmul inside shared_gemms, each way it cuts a product (by products, rows, columns, the inner
-    dimension), on lopsided shapes: np.matmul's result to float32 rounding."""
+    dimension), on lopsided shapes: the exact product to float32 rounding, within the textbook bound of
+    a K-term float32 dot product, |error| <= K * 2**-24 * (|a| @ |b|) element by element (values near 0
+    by cancellation can miss a plain rtol). The products are small, so SHARE_FLOPS is set to 0 (else
+    they stay one np.matmul), and each case checks which cut ran."""
+    import numba
+
     from minivgg import jit
 
+    if not jit.GEMM_IN_NUMBA or numba.get_num_threads() < 2:
+        pytest.skip("no shares here: one thread, or no OpenBLAS GEMM callable from compiled code")
+    monkeypatch.setattr(jit, "SHARE_FLOPS", 0)
+    ran = []
+    for cut in ("_product_shares", "_row_shares", "_column_shares", "_inner_parts"):
+        real = getattr(jit, cut)
+        monkeypatch.setattr(jit, cut, lambda *a, cut=cut, real=real: ran.append(cut) or real(*a))
     rng = np.random.default_rng(4)
-    cases = [(rand(rng, 5, 33, 70), rand(rng, 5, 70, 41)),  # a stack, by products
-             (rand(rng, 300, 70), rand(rng, 70, 41)),  # by rows of a
-             (rand(rng, 1, 900), np.ascontiguousarray(rand(rng, 130, 900)).T),  # b = w.T: by its columns
-             (rand(rng, 3, 900), rand(rng, 900, 130))]  # by the inner dimension
+    cases = [(rand(rng, 5, 33, 70), rand(rng, 5, 70, 41), "_product_shares"),  # a stack, by products
+             (rand(rng, 300, 70), rand(rng, 70, 41), "_row_shares"),  # by rows of a
+             (rand(rng, 1, 900), np.ascontiguousarray(rand(rng, 130, 900)).T, "_column_shares"),  # b = w.T: by its columns
+             (rand(rng, 3, 900), rand(rng, 900, 130), "_inner_parts")]  # by the inner dimension
     with jit.shared_gemms():
-        for a, b in cases:
-            np.testing.assert_allclose(jit.matmul(a, b), a.astype(np.float64) @ b, rtol=2e-5, atol=2e-5)
+        for a, b, cut in cases:
+            ran.clear()
+            got, want = jit.matmul(a, b), a.astype(np.float64) @ b
+            bound = a.shape[-1] * 2.0**-24 * (np.abs(a.astype(np.float64)) @ np.abs(b))
+            assert (np.abs(got - want) <= bound).all()
+            assert ran == [cut]
 
 
 def test_numba_threads_are_openmp_where_the_gemm_runs_in_compiled_code():
