@@ -21,7 +21,8 @@ Python threads of minivgg's own ran them at once):
 ``fastmath`` stays off everywhere: it lets LLVM reorder float sums, which changes results from run to
 run in the last bits and makes the naive-vs-fast tests harder to reason about. The heavy arithmetic
 goes through NumPy's BLAS anyway (the library behind ``np.matmul``: its GEMM, general matrix
-multiply, is the matrix product), which is already vectorised.
+multiply, is the matrix product), which is already vectorised, or through Winograd's GEMM micro-kernel
+(``layers/microkernel.py``), vectorised by hand, its sums in a fixed order.
 
 The threading layer. Numba's worker threads come from a "threading layer" (OpenMP, TBB, or its own
 ``workqueue``). The ``workqueue`` layer's workers sleep between parallel loops, and waking them costs

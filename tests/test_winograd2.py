@@ -110,7 +110,7 @@ def test_the_model_takes_small_tiles_where_the_rule_says(monkeypatch):
     kernels made once and kept; and the results agree with F(4x4) everywhere to float32 rounding."""
     model = VGG16(weights=None, include_top=False)
     calls, real = [], wg.conv3x3_winograd
-    monkeypatch.setattr(vgg_module, "conv3x3_winograd", lambda x, U, *a, **k: calls.append((x.shape, U.shape)) or real(x, U, *a, **k))
+    monkeypatch.setattr(vgg_module, "conv3x3_winograd", lambda x, U, *a, **k: calls.append((x.shape, wg.sizes(U))) or real(x, U, *a, **k))
     rng = np.random.default_rng(0)
     for N in (1, 8):
         x = rng.uniform(-120, 150, (N, 112, 112, 3)).astype(np.float32)
@@ -123,7 +123,7 @@ def test_the_model_takes_small_tiles_where_the_rule_says(monkeypatch):
         monkeypatch.setattr(vgg_module, "small_tiles", lambda *a: False)
         assert_close(ours, model(x))
         monkeypatch.undo()
-        monkeypatch.setattr(vgg_module, "conv3x3_winograd", lambda x, U, *a, **k: calls.append((x.shape, U.shape)) or real(x, U, *a, **k))
+        monkeypatch.setattr(vgg_module, "conv3x3_winograd", lambda x, U, *a, **k: calls.append((x.shape, wg.sizes(U))) or real(x, U, *a, **k))
     assert {kind for _, kind in model._made} == {"small"}  # made on first use, kept
     seeds = {"block5_pool": np.ones((1, 3, 3, 512), np.float32)}
     x = x[:1]

@@ -343,21 +343,20 @@ class Method(NamedTuple):
 
 
 def _winograd():
-    from ..layers.winograd import winograd_kernel
-    from ..layers.winograd_schedules import conv3x3_winograd
+    from ..layers.winograd_schedules import conv3x3_winograd, fast_kernel
 
     return Method(
         run=lambda x, p: conv3x3_winograd(x, p[0], p[1], True),
-        load=lambda wb: (winograd_kernel(wb[0]), wb[1]),  # U, b: the transform is done once, at load
+        load=lambda wb: (fast_kernel(wb[0]), wb[1]),  # U as panels, b: transformed and packed once, at load, as the model does
     )
 
 
 def _winograd_dx():
-    from ..layers.winograd import winograd_kernel
+    from ..layers.winograd_schedules import fast_kernel
 
     return Method(
         run=lambda dy, p: conv2d_backward_input(dy, p[0], pad=1, method="winograd", U_t=p[1]),
-        load=lambda w: (w, winograd_kernel(transpose_kernel(w))),  # the backward kernel, transformed once
+        load=lambda w: (w, fast_kernel(transpose_kernel(w))),  # the backward kernel, transformed and packed once
     )
 
 

@@ -303,7 +303,7 @@ def conv2d_backward_input(dy, w, pad=1, method=DEFAULT, U_t=None, relu_below=Non
       (N*H'*W', K) @ (K, KH*KW*C) whose rows are added back into their windows (the same
       multiplications; the matrix is KH*KW*C wide, not KH*KW*K: 27 floats a pixel for the first
       layer's dx, against 576); or "winograd" (3x3, pad 1 only; pass U_t = winograd_kernel(
-      transpose_kernel(w)), (36, K, C), to reuse a transform done once)
+      transpose_kernel(w)), (36, K, C), or its panels (``microkernel.pack``), to reuse a transform done once)
     - relu_below: None, or (y, rule) when x is the output y of a ReLU: then the result is
       ``relu_backward(y, dx, rule)``, dL/d(that ReLU's input), the next step down the chain (Winograd
       does it in its output transform, the others after)

@@ -2,7 +2,7 @@
 
 Read ``winograd.py`` first: the idea, the matrices, the naive twin, the transforms and
 ``conv3x3_winograd_simple``, which does each step once over all the tiles. This file computes
-exactly those steps, with the same transforms and the same GEMMs, in a different order, for four
+exactly those steps, with the same transforms and the same GEMMs, in a different order, for six
 reasons. None of it changes what a convolution is; all of it is tested equal to the naive twin
 (tests/test_winograd.py).
 
@@ -27,24 +27,34 @@ Legend: as in winograd.py (N, H, W, C, K, TH, TW, T tiles, Tb tiles in one block
    what a batch buys: on small maps (block5 at 14x14 is 16 tiles an image) one GEMM per image reads
    all of U (36 MB for 512 -> 512) once per image instead of once per block, and the GEMMs become
    memory-bound. Batched work that needs no such guarantee (gradients, SmoothGrad, feature
-   visualisation) keeps the one GEMM per block.
+   visualisation) keeps the one GEMM per block. (On the micro-kernel of reason 6, which the model
+   uses, no row of a GEMM depends on another, and every schedule is batch invariant.)
 4. A fused backward ReLU (``relu_below``). In a backward pass the convolution's result dx is at once
    passed through the backward rule of the ReLU below (``relu.relu_backward``); the output transform
    does that as it writes each value, which saves one pass over dx.
 5. Small maps: smaller tiles. Given a (16, C, K) kernel from ``winograd2.winograd2_kernel``, the same
    schedules run F(2x2, 3x3)'s transforms (``steps``); ``small_tiles`` says where that is faster (few
    tiles, a large kernel: block5 with one or two images), and the model asks it layer by layer.
+6. A GEMM of our own. Given U as its panels (``microkernel.pack(U)``, (F, K/16, C, 16), as the model
+   keeps every Winograd layer's kernel), the GEMMs run on ``microkernel.py``'s register-blocked kernel,
+   which reads the panels straight, instead of OpenBLAS, which packs U again at every call: faster on
+   every VGG16 shape measured, most where the GEMMs have few rows (docs/performance.md, "A GEMM of our
+   own"). Each row of M is then the same sum whatever the other rows, so both schedules and ``per_image``
+   give the same bits.
 
-The GEMMs go through ``jit.matmul``: ``np.matmul``, which inside ``jit.shared_gemms()`` is cut into
-shares run on minivgg's own threads (OpenBLAS then single-threaded), else one plain ``np.matmul``.
+Given U as ``winograd_kernel`` makes it, (F, C, K), the GEMMs go through ``jit.matmul``: ``np.matmul``,
+which inside ``jit.shared_gemms()`` is cut into shares run on minivgg's own threads (OpenBLAS then
+single-threaded), else one plain ``np.matmul``; in the per-thread schedule, ``jit.gemm``.
 """
 from collections import namedtuple
 
 import numba
 import numpy as np
+from numba.extending import overload
 
 from . import winograd, winograd2
 from ..jit import GEMM_IN_NUMBA, PARALLEL, gemm, matmul, scratch, sharing
+from .microkernel import ROWS, WIDTH, _panel_gemm, _panel_gemms, pack_if_possible
 from .relu import check_rule
 
 BLOCK_FLOATS = 1 << 22  # floats per scratch buffer (16 MB): V and M hold at most this many
@@ -62,8 +72,39 @@ F2 = Steps(winograd2.TILE, winograd2.PATCH, winograd2._input_tiles, winograd2._o
 
 def steps(U):
     """The tile size a transformed kernel was made for, told by its frequencies: F4's steps for U
-    (36, C, K) from ``winograd_kernel``, F2's for U (16, C, K) from ``winograd2.winograd2_kernel``."""
+    (36, C, K) from ``winograd_kernel``, F2's for U (16, C, K) from ``winograd2.winograd2_kernel`` (or
+    their panels, (36 or 16, K/16, C, 16))."""
     return F2 if U.shape[0] == F2.patch ** 2 else F4
+
+
+def sizes(U):
+    """F, C, K of a transformed kernel: U (F, C, K) as the kernel transform makes it, or its panels
+    (F, K/16, C, 16) from ``microkernel.pack``."""
+    if U.ndim == 4:
+        F, P, C, _ = U.shape
+        return F, C, P * WIDTH
+    return U.shape
+
+
+def fast_kernel(w, small=False):
+    """w (3, 3, C, K) transformed as ``conv3x3_winograd`` runs it fastest: ``winograd_kernel(w)`` (36, C, K),
+    or with ``small`` F(2x2)'s ``winograd2.winograd2_kernel(w)`` (16, C, K), as panels where K allows
+    (``microkernel.pack_if_possible``). What the model keeps for each Winograd layer."""
+    return pack_if_possible(winograd2.winograd2_kernel(w) if small else winograd.winograd_kernel(w))
+
+
+def _product(v, u, m):
+    """m = v @ u, one frequency's GEMM, (n, C) @ (C, K) -> (n, K): by BLAS (``jit.gemm``) for u (C, K),
+    by the micro-kernel (``microkernel._panel_gemm``) for u as panels (K/16, C, 16). Compiled code only:
+    Numba picks the body by u's number of dimensions when it compiles the caller (``_product_body``)."""
+    raise NotImplementedError("called from Numba-compiled code only")
+
+
+@overload(_product)
+def _product_body(v, u, m):
+    if u.ndim == 3:  # panels
+        return lambda v, u, m: _panel_gemm(v, u, m)
+    return lambda v, u, m: gemm(v, u, m)
 
 
 SMALL_TILES = 32  # F(4x4) tiles at most (over the GEMMs' rows) for small_tiles to choose F(2x2)
@@ -98,9 +139,11 @@ def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
     compiled code, ``jit.gemm``), or one thread in all: then there is one share (``_cache_blocked``).
     """
     N, H, W, C = x.shape
-    F, _, K = U.shape  # F frequencies: 36, or 16 for F2
+    F, _, K = sizes(U)  # F frequencies: 36, or 16 for F2
     T = N * TH * TW
     Tb = max(16, CACHE_FLOATS // (F * (C + K)))  # tiles per block
+    if U.ndim == 4:  # panels: a whole number of the micro-kernel's 6-row blocks
+        Tb = -(-Tb // ROWS) * ROWS
     shares = max(1, min(numba.get_num_threads(), T // Tb))
     V = scratch("v", shares * F * Tb * C).reshape(shares, F * Tb * C)  # each share's own V and M
     M = scratch("m", shares * F * Tb * K).reshape(shares, F * Tb * K)
@@ -111,7 +154,7 @@ def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
 def _chains(x, U, b, relu, gate, rule, TH, TW, out, Tb, shares, V, M):
     # Share i: tiles T*i//shares .. T*(i+1)//shares - 1 of the T = N*TH*TW, in blocks of Tb, each block
     # through the input transform into its V (F, n, C), F GEMMs into its M (F, n, K), the output transform.
-    F, C, K = U.shape
+    F, C, K = U.shape[0], x.shape[3], out.shape[3]
     T = x.shape[0] * TH * TW
     for i in numba.prange(shares):
         for t0 in range(T * i // shares, T * (i + 1) // shares, Tb):
@@ -123,7 +166,7 @@ def _chains(x, U, b, relu, gate, rule, TH, TW, out, Tb, shares, V, M):
             else:
                 winograd2._input_tiles(x, TH, TW, t0, Vn, 0, n)
             for f in range(F):
-                gemm(Vn[f], U[f], Mn[f])  # (n, C) @ (C, K) -> (n, K)
+                _product(Vn[f], U[f], Mn[f])  # (n, C) @ (C, K) -> (n, K)
             if F == 36:
                 winograd._output_tiles(Mn, b, relu, gate, rule, TH, TW, t0, out, 0, n)
             else:
@@ -145,6 +188,22 @@ def _cache_blocked(C, K):
     return GEMM_IN_NUMBA and numba.get_num_threads() == 1 and C * K <= ONE_THREAD_CK
 
 
+def _check(x, U, b):
+    """x, U, b as float32 C-contiguous arrays, after checking their shapes against each other; U (F, C, K)
+    or its panels (F, K/16, C, 16), F = 36 (F(4x4)) or 16 (F(2x2))."""
+    if U.ndim != 4:
+        return winograd._check(x, U, b, frequencies=(F4.patch ** 2, F2.patch ** 2))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"x must be (N, H, W, C), got shape {x.shape}")
+    F, P, C, width = U.shape
+    if F not in (F4.patch ** 2, F2.patch ** 2) or C != x.shape[3] or width != WIDTH:
+        raise ValueError(f"U's panels must be (36 or 16, K/{WIDTH}, {x.shape[3]}, {WIDTH}) from microkernel.pack, got {U.shape}")
+    if b.shape != (P * WIDTH,):
+        raise ValueError(f"b must be ({P * WIDTH},), got {b.shape}")
+    return x, np.ascontiguousarray(U, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
+
+
 def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
     """Fast Winograd F(4x4, 3x3) convolution (or F(2x2, 3x3), by U); same result as
     ``winograd.conv3x3_winograd_naive`` and ``winograd.conv3x3_winograd_simple`` (``winograd2``'s naive twin).
@@ -152,7 +211,8 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
     Inputs:
     - x: (N, H, W, C) float32 (other float dtypes are converted)
     - U: (36, C, K) float32, the transformed kernel from ``winograd_kernel(w)``, or (16, C, K) from
-      ``winograd2.winograd2_kernel(w)`` for F(2x2, 3x3)'s tiles (see ``small_tiles``)
+      ``winograd2.winograd2_kernel(w)`` for F(2x2, 3x3)'s tiles (see ``small_tiles``); or either as its
+      panels, (F, K/16, C, 16) from ``microkernel.pack(U)``: the GEMMs then run on the micro-kernel
     - b: (K,);  relu: apply max(., 0), fused in the output transform
     - per_image: GEMMs never mix images, so out[n] is bit for bit what x[n:n+1] gives alone (see
       reason 3 above); False (default): one GEMM per block of tiles, faster on a batch
@@ -168,12 +228,13 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
     per image. Inside ``jit.shared_gemms()`` or with one thread, a layer with a small U
     (``_cache_blocked``) takes the other schedule, ``_per_thread`` (with ``per_image``, one image at a
     time, cut as it is alone); the results agree to float32 rounding (the GEMMs are cut differently).
+    With U as panels, every GEMM row is the same sum however the tiles are cut, so the two schedules
+    and ``per_image`` give the same bits.
     """
-    x, U, b = winograd._check(x, U, b, frequencies=(F4.patch ** 2, F2.patch ** 2))
+    x, U, b = _check(x, U, b)
     st = steps(U)  # F(4x4, 3x3) or F(2x2, 3x3), from U's shape
-    F = U.shape[0]
     N, H, W, C = x.shape
-    K = U.shape[2]
+    F, _, K = sizes(U)
     if relu_below is None:
         gate, rule = np.zeros((1, 1, 1, 1), dtype=np.float32), -1  # unused
     else:
@@ -201,7 +262,10 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
         V = v_buf[:F * Tb * C].reshape(F, Tb, C)  # (F, Tb, C)
         M = m_buf[:F * Tb * K].reshape(F, Tb, K)  # (F, Tb, K)
         st.input_transform(x, TH, TW, t0, V)
-        for s in range(0, Tb, per):  # readable form: np.matmul(V, U, out=M), one GEMM for all the tiles
-            matmul(V[:, s:s + per], U, out=M[:, s:s + per])  # F GEMMs: (F, per, C) @ (F, C, K) -> (F, per, K)
+        if U.ndim == 4:  # panels: F GEMMs on the micro-kernel, one thread a frequency; rows never mix
+            _panel_gemms(V, U, M)  # (F, Tb, C) @ (F, C, K) -> (F, Tb, K)
+        else:
+            for s in range(0, Tb, per):  # readable form: np.matmul(V, U, out=M), one GEMM for all the tiles
+                matmul(V[:, s:s + per], U, out=M[:, s:s + per])  # F GEMMs: (F, per, C) @ (F, C, K) -> (F, per, K)
         st.output_transform(M, b, bool(relu), gate, rule, TH, TW, t0, out)
     return out

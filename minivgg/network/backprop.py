@@ -51,9 +51,7 @@ from ..layers.conv import conv2d_backward_input, conv2d_backward_naive, conv2d_b
 from ..layers.dense import dense_backward, softmax_backward
 from ..layers.pool import max_pool2d_backward
 from ..layers.relu import RELU_RULES, relu_backward
-from ..layers.winograd import winograd_kernel
-from ..layers.winograd2 import winograd2_kernel
-from ..layers.winograd_schedules import small_tiles
+from ..layers.winograd_schedules import fast_kernel, small_tiles
 from ..layers.winograd_weights import conv3x3_winograd_weights
 from .table import shapes
 
@@ -349,9 +347,9 @@ def _dx_method(model, row, kernel):
 
 def _kernel_dx(model, row, kernel, small=False):
     """The Winograd transform of the backward kernel, U_t = winograd_kernel(transpose_kernel(w)),
-    (36, K, C), or with ``small`` F(2x2, 3x3)'s, winograd2_kernel(...) (16, K, C): made on first use and
-    kept with the model (``VGG._made_kernel``), as the forward ones are, unless the model was made with
+    (36, K, C), or with ``small`` F(2x2, 3x3)'s, winograd2_kernel(...) (16, K, C), as panels where C allows
+    (``winograd_schedules.fast_kernel``): made on first use and kept with the model (``VGG._made_kernel``), as the forward ones are, unless the model was made with
     ``keep_transformed=False``."""
     if small:
-        return model._made_kernel(row.name, "small dx", lambda: winograd2_kernel(transpose_kernel(kernel)))
-    return model._made_kernel(row.name, "dx", lambda: winograd_kernel(transpose_kernel(kernel)))
+        return model._made_kernel(row.name, "small dx", lambda: fast_kernel(transpose_kernel(kernel), small=True))
+    return model._made_kernel(row.name, "dx", lambda: fast_kernel(transpose_kernel(kernel)))

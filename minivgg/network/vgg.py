@@ -33,9 +33,7 @@ from ..jit import passes
 from ..layers import conv as conv_methods
 from ..layers.dense import dense, sigmoid, softmax
 from ..layers.pool import global_avg_pool, global_max_pool, max_pool2d
-from ..layers.winograd import winograd_kernel
-from ..layers.winograd2 import winograd2_kernel
-from ..layers.winograd_schedules import conv3x3_winograd, small_tiles
+from ..layers.winograd_schedules import conv3x3_winograd, fast_kernel, small_tiles
 from . import backprop
 from .receptive_field import receptive_field
 from .table import TITLES, TOP_SIZE, check_size, conv_base, input_size, layers, plan, random_params, shapes, table
@@ -54,7 +52,7 @@ class VGG:
       classifier, or the head a fine-tuned model's saved config describes.
     - ``method``: how conv layers are computed, one of ``conv.METHODS`` for all of them, or
       ``"auto"`` for the default per-layer choice. ``model.plan`` shows the choice.
-    - ``keep_transformed``: keep every Winograd layer's transformed kernel (36, C, K) from load on
+    - ``keep_transformed``: keep every Winograd layer's transformed kernel (36, C, K), packed, from load on
       (True, the default: 4x the memory of its conv kernels), or transform each kernel as its layer
       runs and drop it after (False: the same work for one pass, a little more for each later pass).
       ``minivgg-visualize`` uses False.
@@ -240,15 +238,16 @@ class VGG:
             new.params[name] = (np.ascontiguousarray(kernel, np.float32), np.ascontiguousarray(bias, np.float32))
             new._forget(name)
             if name in new._winograd:
-                new._winograd[name] = winograd_kernel(new.params[name][0])  # (36, C, K)
+                new._winograd[name] = fast_kernel(new.params[name][0])  # (36, K/16, C, 16) panels
         return new
 
     # ---- Performance: skip on a first read
     #
     # A conv layer is computed by the method ``self.plan`` names for it (``table.plan``: Winograd where
     # it was measured faster, im2col elsewhere); all give the same convolution up to float32 rounding.
-    # Winograd first transforms the kernel, U = G g G^T (36, C, K); that is done once per layer at load
-    # and kept (``keep_transformed``), rather than on every call.
+    # Winograd first transforms the kernel, U = G g G^T (36, C, K), and packs it into the panels the
+    # GEMM micro-kernel reads (``microkernel.pack``); that is done once per layer at load and kept
+    # (``keep_transformed``), rather than on every call.
 
     def _run(self, x, stop, start=None):
         """``forward`` from ``start`` (x its input; None: the images) up to row ``stop``; its output."""
@@ -275,7 +274,7 @@ class VGG:
         """Transform every Winograd layer's kernel now and keep it, unless told not to (then ``_conv``
         transforms each kernel as its layer runs). Others are made on first use (``_made_kernel``)."""
         winograd = [name for name, m in self.plan.items() if m == "winograd"] if self.keep_transformed else []
-        self._winograd = {name: winograd_kernel(self.params[name][0]) for name in winograd}  # (36, C, K) each
+        self._winograd = {name: fast_kernel(self.params[name][0]) for name in winograd}  # (36, K/16, C, 16) panels each
         self._made = {}  # (layer, kind) -> a kernel transformed on first use, kept if keep_transformed
 
     def _made_kernel(self, name, kind, make):
@@ -300,9 +299,9 @@ class VGG:
         if self.plan[row.name] == "winograd":
             N, H, W, C = x.shape
             if small_tiles(1 if self.batch_invariant else N, H, W, C, kernel.shape[3]):  # F(2x2)'s tiles are faster
-                U = self._made_kernel(row.name, "small", lambda: winograd2_kernel(kernel))  # (16, C, K)
+                U = self._made_kernel(row.name, "small", lambda: fast_kernel(kernel, small=True))  # (16, K/16, C, 16)
             else:  # the kernel transformed at load, or now and dropped after
-                U = self._winograd[row.name] if row.name in self._winograd else winograd_kernel(kernel)  # (36, C, K)
+                U = self._winograd[row.name] if row.name in self._winograd else fast_kernel(kernel)  # (36, K/16, C, 16)
             return conv3x3_winograd(x, U, bias, relu=relu, per_image=self.batch_invariant)
         return conv_methods.conv2d(x, kernel, bias, stride=1, pad=1, relu=relu, method=self.plan[row.name])
 

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import MinivggError
 from ..files.keras_model import DEFAULT_RATE  # a dropout layer whose model names no rate: Keras' usual one
 from ..jit import passes
-from ..layers.winograd import winograd_kernel
+from ..layers.winograd_schedules import fast_kernel
 from ..network import backprop
 from .loss import cross_entropy
 
@@ -82,7 +82,7 @@ def _refresh(model, names):
     """The conv kernels of ``names`` changed: their Winograd transforms are made again (or dropped)."""
     for name in names:
         if name in model._winograd:
-            model._winograd[name] = winograd_kernel(model.params[name][0])  # (36, C, K)
+            model._winograd[name] = fast_kernel(model.params[name][0])  # (36, K/16, C, 16) panels
         model._forget(name)  # and the others, made from the old kernel on first use
 
 

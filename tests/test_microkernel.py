@@ -1,0 +1,171 @@
+"""The GEMM micro-kernel (minivgg/layers/microkernel.py): its 8-lane operations, the panels, the
+product against its naive twin, and Winograd's schedules running on it.
+
+Tolerance. The micro-kernel sums each element of M over c = 0 .. C-1, one fused multiply-add at a time,
+in float32. The textbook bound of a C-term float32 dot product holds element by element:
+|ours - exact| <= C * 2**-24 * (|V| @ |U|) (exact: the float64 product of the same float32 inputs).
+It is checked as such rather than as an rtol on max|M|, so that elements near 0 by cancellation are
+held to it too; a wrong panel, a row block shifted by one or a missed tail row is off by order |V||U|.
+The convolutions are held to the Winograd tests' 1e-4 of max|ref| (test_winograd.py says why).
+"""
+import numba
+import numpy as np
+import pytest
+
+import conftest
+from conftest import one_thread, rand
+from test_winograd import conv_case, schedule  # noqa: F401 (schedule: a fixture used below)
+
+import minivgg.jit as jit
+import minivgg.layers.winograd_schedules as wg
+from minivgg.layers import microkernel as mk
+from minivgg.layers.conv import conv2d_naive
+from minivgg.layers.winograd import conv3x3_winograd_naive, winograd_kernel
+from minivgg.layers.winograd2 import winograd2_kernel
+from minivgg.layers.winograd_schedules import conv3x3_winograd
+
+
+# ---------------------------------------------------------------------------------------------
+# The 8-lane operations
+
+
+@numba.njit
+def _lanes_demo(a, b, c, x, out):
+    # out[0:8] = fma(a, b, c) lane by lane; out[8:16] = x broadcast; out[16:24] = 0
+    mk.store8(out, 0, mk.fma8(mk.load8(a, 0), mk.load8(b, 0), mk.load8(c, 0)))
+    mk.store8(out, 8, mk.splat8(x))
+    mk.store8(out, 16, mk.zeros8())
+
+
+def test_lanes_load_store_broadcast_and_fuse():
+    """load8/store8 move 8 floats at a flat index, splat8 broadcasts, zeros8 is 0, and fma8 rounds once:
+    (1 + 2^-12)^2 - (1 + 2^-11) is 2^-24 exactly, which a rounded product (1 + 2^-11 in float32) loses."""
+    a = np.full(8, 1 + 2.0**-12, np.float32)
+    a[1:] = np.arange(1, 8)  # lanes 1..7: ordinary values, checked lane by lane
+    b = a.copy()
+    c = np.full(8, -(1 + 2.0**-11), np.float32)
+    c[1:] = np.arange(10, 17)
+    out = np.full(24, np.nan, np.float32)
+    _lanes_demo(a, b, c, np.float32(-2.5), out)
+    assert out[0] == np.float32(2.0**-24)  # fused: the product's low bit survives
+    assert np.float32(a[0] * b[0]) + c[0] == 0  # the same sum unfused, for contrast
+    np.testing.assert_array_equal(out[1:8], a[1:] * b[1:] + c[1:])
+    np.testing.assert_array_equal(out[8:16], -2.5)
+    np.testing.assert_array_equal(out[16:], 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The panels and the product
+
+
+def test_panels_are_16_columns_of_U_row_after_row():
+    rng = np.random.default_rng(0)
+    U = rand(rng, 3, 5, 48)  # (F, C, K), K = 3 panels
+    Up = mk.pack(U)
+    assert Up.shape == (3, 3, 5, 16) and Up.flags.c_contiguous and Up.dtype == np.float32
+    for f, p, c, j in [(0, 0, 0, 0), (2, 1, 4, 15), (1, 2, 3, 7)]:
+        assert Up[f, p, c, j] == U[f, c, 16 * p + j]
+    np.testing.assert_array_equal(mk.unpack(Up), U)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        mk.pack(rand(rng, 3, 5, 40))
+    assert mk.pack_if_possible(U).shape == (3, 3, 5, 16)
+    odd = rand(rng, 3, 5, 3)
+    assert mk.pack_if_possible(odd) is odd  # e.g. the first layer's dx, 64 -> 3: stays for BLAS
+
+
+# (F, n, C, K): rows below, at and past a multiple of 6 (the kernel's row block), one row, C = 1, an odd C
+PRODUCTS = [(1, 1, 1, 16), (2, 5, 3, 16), (1, 6, 17, 32), (3, 7, 64, 48), (2, 13, 9, 16), (4, 49, 70, 64), (1, 60, 5, 80)]
+
+
+@pytest.mark.parametrize("shape", PRODUCTS, ids=lambda s: "F{}_n{}_C{}_K{}".format(*s))
+def test_panel_matmul_equals_the_exact_product_and_its_naive_twin(shape):
+    F, n, C, K = shape
+    rng = np.random.default_rng(sum(shape))
+    V, U = rand(rng, F, n, C), rand(rng, F, C, K)
+    ours = mk.panel_matmul(V, mk.pack(U))
+    assert ours.shape == (F, n, K) and ours.dtype == np.float32
+    exact = V.astype(np.float64) @ U
+    bound = C * 2.0**-24 * (np.abs(V.astype(np.float64)) @ np.abs(U))  # see the module docstring
+    assert (np.abs(ours - exact) <= bound).all()
+    twin = mk.panel_matmul_naive(V, mk.pack(U))
+    assert (np.abs(twin - exact) <= bound).all()
+    out = np.full((F, n, K), np.nan, np.float32)
+    assert mk.panel_matmul(V, mk.pack(U), out=out) is out
+    np.testing.assert_array_equal(out, ours)
+
+
+def test_each_row_is_the_same_bits_whatever_the_other_rows():
+    """A row's sum does not depend on the block it falls in (first, middle, the ragged last one, where
+    the last row stands in for the missing ones) or on how many rows there are: what makes Winograd on
+    panels batch invariant."""
+    rng = np.random.default_rng(1)
+    V, U = rand(rng, 2, 23, 40), rand(rng, 2, 40, 32)
+    Up = mk.pack(U)
+    whole = mk.panel_matmul(V, Up)
+    for i in (0, 5, 6, 17, 18, 22):
+        np.testing.assert_array_equal(mk.panel_matmul(V[:, i:i + 1], Up)[:, 0], whole[:, i])
+    turned = np.random.default_rng(2).permutation(23)
+    np.testing.assert_array_equal(mk.panel_matmul(V[:, turned], Up), whole[:, turned])
+    np.testing.assert_array_equal(mk.panel_matmul(V[:, 3:16], Up), whole[:, 3:16])
+
+
+def test_panel_matmul_rejects_bad_shapes():
+    rng = np.random.default_rng(2)
+    Up = mk.pack(rand(rng, 2, 8, 16))
+    with pytest.raises(ValueError, match="panels"):
+        mk.panel_matmul(rand(rng, 2, 4, 7), Up)  # C 7 against the panels' 8
+    with pytest.raises(ValueError, match="panels"):
+        mk.panel_matmul(rand(rng, 3, 4, 8), Up)  # 3 products, 2 kernels
+    with pytest.raises(ValueError, match="panels"):
+        mk.panel_matmul(rand(rng, 2, 4, 8), rand(rng, 2, 8, 16))  # U not packed
+    with pytest.raises(ValueError, match="out"):
+        mk.panel_matmul(rand(rng, 2, 4, 8), Up, out=np.empty((2, 4, 8), np.float32))
+    assert mk.panel_matmul(rand(rng, 2, 0, 8), Up).shape == (2, 0, 16)
+
+
+# ---------------------------------------------------------------------------------------------
+# Winograd on panels
+
+# (N, H, W, C, K): K a multiple of 16 (panels); lopsided, ragged edges, tiles not a multiple of 6
+SHAPES = [(2, 13, 10, 6, 32), (1, 9, 17, 5, 16), (3, 8, 8, 7, 48), (1, 22, 26, 3, 16), (2, 5, 30, 19, 16)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "N{}_H{}_W{}_C{}_K{}".format(*s))
+@pytest.mark.parametrize("transform", [winograd_kernel, winograd2_kernel], ids=["F4", "F2"])
+def test_winograd_on_panels_equals_the_naive_twin_in_every_schedule(shape, transform, schedule):
+    x, w, b = conv_case(shape)
+    U = transform(w)
+    ours = conv3x3_winograd(x, mk.pack(U), b, relu=True)
+    assert ours.dtype == np.float32 and ours.flags.c_contiguous and ours.shape == shape[:3] + (shape[4],)
+    conftest.assert_close(ours, conv2d_naive(x, w, b, stride=1, pad=1, relu=True), 1e-4)
+    if transform is winograd_kernel:
+        conftest.assert_close(ours, conv3x3_winograd_naive(x, w, b, relu=True), 1e-4)
+    conftest.assert_close(ours, conv3x3_winograd(x, U, b, relu=True), 1e-4)  # BLAS's GEMMs, U unpacked
+
+
+def test_on_panels_both_schedules_and_per_image_give_the_same_bits(monkeypatch):
+    """With panels, every GEMM row is the same sum however the tiles are cut: big blocks, the per-thread
+    schedule (several blocks, both threads), one thread, per_image, and each image alone agree bit for bit."""
+    monkeypatch.setattr(wg, "CACHE_FLOATS", 0)  # per-thread blocks of 18 tiles: this case spans several
+    x, w, b = conv_case((3, 21, 18, 5, 32))  # 6 * 5 = 30 tiles an image
+    Up = mk.pack(winograd_kernel(w))
+    big = conv3x3_winograd(x, Up, b, relu=True)
+    with jit.shared_gemms():
+        per_thread = conv3x3_winograd(x, Up, b, relu=True)
+        per_image = conv3x3_winograd(x, Up, b, relu=True, per_image=True)
+    with one_thread():
+        alone = np.concatenate([conv3x3_winograd(x[n:n + 1], Up, b, relu=True) for n in range(3)])
+    for other in (per_thread, per_image, alone):
+        np.testing.assert_array_equal(other, big)
+    conftest.assert_close(big, conv2d_naive(x, w, b, stride=1, pad=1, relu=True), 1e-4)
+
+
+def test_winograd_rejects_bad_panels():
+    x, w, b = conv_case((1, 8, 8, 5, 32))
+    Up = mk.pack(winograd_kernel(w))
+    with pytest.raises(ValueError, match="panels"):
+        conv3x3_winograd(x[..., :4], Up, b)  # C 4 against the panels' 5
+    with pytest.raises(ValueError, match="panels"):
+        conv3x3_winograd(x, Up[:35], b)  # 35 frequencies
+    with pytest.raises(ValueError, match="b must be"):
+        conv3x3_winograd(x, Up, b[:16])
