@@ -68,9 +68,18 @@ def test_panels_are_16_columns_of_U_row_after_row():
     np.testing.assert_array_equal(mk.unpack(Up), U)
     with pytest.raises(ValueError, match="multiple of 16"):
         mk.pack(rand(rng, 3, 5, 40))
-    assert mk.pack_if_possible(U).shape == (3, 3, 5, 16)
-    odd = rand(rng, 3, 5, 3)
-    assert mk.pack_if_possible(odd) is odd  # e.g. the first layer's dx, 64 -> 3: stays for BLAS
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["F4", "F2"])
+def test_the_kernel_transform_writes_the_panels_straight(small):
+    """What the model keeps (``fast_kernel``): the transform written in panels, bit for bit ``pack`` of
+    the plain transform; where K is not a multiple of 16 (the first layer's dx, 64 -> 3), the plain U."""
+    rng = np.random.default_rng(3)
+    transform = winograd2_kernel if small else winograd_kernel
+    w = rand(rng, 3, 3, 7, 48)
+    np.testing.assert_array_equal(wg.fast_kernel(w, small=small), mk.pack(transform(w)))
+    odd = rand(rng, 3, 3, 64, 3)
+    np.testing.assert_array_equal(wg.fast_kernel(odd, small=small), transform(odd))
 
 
 # (F, n, C, K): rows below, at and past a multiple of 6 (the kernel's row block), one row, C = 1, an odd C

@@ -9,8 +9,9 @@ early layers. OpenBLAS, like every BLAS, copies ("packs") both operands into its
 call before it multiplies (Goto & van de Geijn, "Anatomy of High-Performance Matrix Multiplication",
 ACM TOMS 2008): for a 512 x 512 U and 49 rows that copy costs about as much as the arithmetic, and
 measured here those GEMMs ran at 55-65% of the rate a large one reaches. U is a layer's weights: it
-never changes from call to call. So pack it once, when the kernel is transformed (``pack``), and
-multiply with a kernel that reads the packed panels straight from memory.
+never changes from call to call. So pack it once, when the kernel is transformed (the model's
+kernels are written in panels by the transform itself, ``winograd.transform_kernel(width=16)``;
+``pack`` does it for a U at hand), and multiply with a kernel that reads the panels straight.
 
 The idea, a register-blocked micro-kernel (the BLIS one: Van Zee & van de Geijn, "BLIS: A Framework
 for Rapidly Instantiating BLAS Functionality", ACM TOMS 2015). A block of the product, 6 rows by 16
@@ -145,12 +146,6 @@ def pack(U):
     if not packable(K):
         raise ValueError(f"panels need K a multiple of {WIDTH}, got U {U.shape}")
     return np.ascontiguousarray(np.asarray(U, np.float32).reshape(F, C, K // WIDTH, WIDTH).transpose(0, 2, 1, 3))  # (F, C, P, 16) -> (F, P, C, 16)
-
-
-def pack_if_possible(U):
-    """U's panels where its K allows (``packable``), else U itself: the form ``conv3x3_winograd`` runs
-    fastest, which the model keeps for each Winograd layer."""
-    return pack(U) if packable(U.shape[2]) else U
 
 
 def unpack(Up):

@@ -136,9 +136,12 @@ def winograd_naive(x, w, b, relu, bt, g, at):
 
 @numba.njit(**PARALLEL)
 def _winograd_kernel(w, g_mat, U):
-    # w: (3, 3, C, K) float32, g_mat: G (P, 3) float64 (P = 6 here, 4 for winograd2), U: (P*P, C, K) float32 out
+    # w: (3, 3, C, K) float32, g_mat: G (P, 3) float64 (P = 6 here, 4 for winograd2), U: (P*P, Q, C, R)
+    # float32 out, U[f, q, c, r] for filter k = q*R + r: (P*P, 1, C, K) for U's own layout (P*P, C, K),
+    # or panels of R columns (see transform_kernel)
     _, _, C, K = w.shape
     P = g_mat.shape[0]
+    Q, R = U.shape[1], U.shape[3]
     for c in numba.prange(C):
         t = np.empty((P, 3, K))  # G g for this channel, float64: (P, 3, K)
         for i in range(P):
@@ -147,8 +150,10 @@ def _winograd_kernel(w, g_mat, U):
                     t[i, b, k] = g_mat[i, 0] * w[0, b, c, k] + g_mat[i, 1] * w[1, b, c, k] + g_mat[i, 2] * w[2, b, c, k]
         for i in range(P):
             for j in range(P):  # (G g) G^T, rounded to float32 once
-                for k in range(K):
-                    U[P * i + j, c, k] = t[i, 0, k] * g_mat[j, 0] + t[i, 1, k] * g_mat[j, 1] + t[i, 2, k] * g_mat[j, 2]
+                for q in range(Q):
+                    for r in range(R):
+                        k = q * R + r
+                        U[P * i + j, q, c, r] = t[i, 0, k] * g_mat[j, 0] + t[i, 1, k] * g_mat[j, 1] + t[i, 2, k] * g_mat[j, 2]
 
 
 def winograd_kernel(w):
@@ -164,13 +169,22 @@ def winograd_kernel(w):
     return transform_kernel(w, G)
 
 
-def transform_kernel(w, g):
-    """``winograd_kernel`` for any tile, from its G (P, 3): U (P*P, C, K) (``winograd2.py`` uses it)."""
+def transform_kernel(w, g, width=None):
+    """``winograd_kernel`` for any tile, from its G (P, 3): U (P*P, C, K) (``winograd2.py`` uses it).
+    ``width``: U written straight in panels of that many columns instead, (P*P, K / width, C, width),
+    the layout ``microkernel.py``'s GEMM reads (the same values as ``microkernel.pack(U)``)."""
     _check_kernel(w)
     C, K = w.shape[2:]
     P = g.shape[0]
-    U = np.empty((P * P, C, K), dtype=np.float32)
-    _winograd_kernel(np.ascontiguousarray(w, dtype=np.float32), g, U)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    if width is None:
+        U = np.empty((P * P, C, K), dtype=np.float32)
+        _winograd_kernel(w, g, U.reshape(P * P, 1, C, K))  # (P*P, C, K) -> (P*P, 1, C, K): one panel of all K
+    else:
+        if K % width:
+            raise ValueError(f"panels of {width} columns need K a multiple of {width}, got w {w.shape}")
+        U = np.empty((P * P, K // width, C, width), dtype=np.float32)
+        _winograd_kernel(w, g, U)
     return U
 
 

@@ -347,8 +347,9 @@ def _dx_method(model, row, kernel):
 
 def _kernel_dx(model, row, kernel, small=False):
     """The Winograd transform of the backward kernel, U_t = winograd_kernel(transpose_kernel(w)),
-    (36, K, C), or with ``small`` F(2x2, 3x3)'s, winograd2_kernel(...) (16, K, C), as panels where C allows
-    (``winograd_schedules.fast_kernel``): made on first use and kept with the model (``VGG._made_kernel``), as the forward ones are, unless the model was made with
+    (36, K, C), or with ``small`` F(2x2, 3x3)'s, winograd2_kernel(...) (16, K, C), as panels where C
+    allows (``winograd_schedules.fast_kernel``): made on first use and kept with the model
+    (``VGG._made_kernel``), as the forward ones are, unless the model was made with
     ``keep_transformed=False``."""
     if small:
         return model._made_kernel(row.name, "small dx", lambda: fast_kernel(transpose_kernel(kernel), small=True))
