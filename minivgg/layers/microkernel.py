@@ -141,7 +141,8 @@ def packable(K):
 
 def pack(U):
     """U (F, C, K) -> its panels Up (F, K / 16, C, 16) float32, C-contiguous: Up[f, p, c, j] = U[f, c, 16p + j].
-    Done once per layer, when its kernel is transformed. K must be a multiple of 16 (``packable``)."""
+    The readable form of the layout, for a U at hand; the model's kernels are written in it by the
+    transform itself (``winograd.transform_kernel(width=16)``). K must be a multiple of 16 (``packable``)."""
     F, C, K = U.shape
     if not packable(K):
         raise ValueError(f"panels need K a multiple of {WIDTH}, got U {U.shape}")
