@@ -19,7 +19,8 @@ from test_winograd import conv_case, schedule  # noqa: F401 (schedule: a fixture
 import minivgg.jit as jit
 import minivgg.layers.winograd_schedules as wg
 from minivgg.layers import microkernel as mk
-from minivgg.layers.conv import conv2d_naive
+from minivgg.layers.conv import conv2d_direct, conv2d_naive
+from minivgg.layers.relu import bias_relu
 from minivgg.layers.winograd import conv3x3_winograd_naive, winograd_kernel
 from minivgg.layers.winograd2 import winograd2_kernel
 from minivgg.layers.winograd_schedules import conv3x3_winograd
@@ -178,3 +179,94 @@ def test_winograd_rejects_bad_panels():
         conv3x3_winograd(x, Up[:35], b)  # 35 frequencies
     with pytest.raises(ValueError, match="b must be"):
         conv3x3_winograd(x, Up, b[:16])
+
+
+# ---------------------------------------------------------------------------------------------
+# The same kernel, a direct convolution (the first layer's)
+
+
+@numba.njit
+def _more_lanes_demo(a, i, m, bias, out):
+    # out[0:8] = a.flat[i] broadcast; out[8:16] = m + bias; out[16:24] = relu(m)
+    mk.store8(out, 0, mk.bcast8(a, i))
+    mk.store8(out, 8, mk.add8(mk.load8(m, 0), mk.load8(bias, 0)))
+    mk.store8(out, 16, mk.relu8(mk.load8(m, 0)))
+
+
+def test_lanes_broadcast_from_memory_add_and_relu():
+    """bcast8 broadcasts one element at a flat index; add8 adds lane by lane; relu8 does to each value
+    what ``relu.bias_relu`` does: 0 below 0, the value elsewhere (-0.0 and NaN kept)."""
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    m = np.array([-1.5, -0.0, 0.0, 2.0, np.nan, -np.inf, np.inf, 1e-30], np.float32)
+    bias = np.arange(8, dtype=np.float32)
+    out = np.full(24, 7.0, np.float32)
+    _more_lanes_demo(a, 9, m, bias, out)
+    np.testing.assert_array_equal(out[:8], 9.0)
+    np.testing.assert_array_equal(out[8:16], m + bias)
+    y = m + bias
+    want = y.copy().reshape(1, 8)
+    bias_relu(want, np.zeros(8, np.float32), relu=True)  # relu.py's kernel on the same values
+    _more_lanes_demo(a, 9, y, np.zeros(8, np.float32), out)
+    np.testing.assert_array_equal(out[16:], want[0])  # NaN == NaN here
+    _more_lanes_demo(a, 9, m, bias, out)
+    np.testing.assert_array_equal(out[16:], np.where(m < 0, np.float32(0), m))
+    assert np.signbit(out[17])  # -0.0 is not < 0: kept
+
+
+def test_kernel_panels_are_the_rows_of_w_tap_by_tap():
+    w = rand(np.random.default_rng(5), 3, 2, 5, 32)  # (KH, KW, C, K)
+    Wp = mk.pack_kernel(w)
+    assert Wp.shape == (2, 3 * 2 * 5, 16) and Wp.flags.c_contiguous
+    for di, dj, c, k in [(0, 0, 0, 0), (2, 1, 4, 31), (1, 0, 3, 17)]:
+        assert Wp[k // 16, (di * 2 + dj) * 5 + c, k % 16] == w[di, dj, c, k]
+
+
+# (N, H, W, C, KH, KW, K, stride, pad): the first layer's case (C = 3, 3x3, pad 1) and lopsided ones:
+# rows of 1-13 pixels (below, at and past a multiple of 6, the kernel's block), stride 2, pad 0 and 2,
+# a window taller than wide, C = 1 and 17, one pixel; K a multiple of 16
+DIRECT = [(2, 11, 13, 3, 3, 3, 64, 1, 1), (1, 7, 6, 1, 3, 3, 16, 1, 1), (3, 9, 5, 5, 3, 3, 32, 2, 1),
+          (1, 8, 14, 17, 5, 3, 48, 1, 2), (2, 6, 7, 4, 2, 2, 16, 1, 0), (1, 1, 1, 3, 3, 3, 16, 1, 1),
+          (1, 12, 25, 2, 1, 1, 32, 3, 0)]
+
+
+@pytest.mark.parametrize("shape", DIRECT, ids=lambda s: "N{}_H{}_W{}_C{}_{}x{}_K{}_s{}_p{}".format(*s))
+@pytest.mark.parametrize("relu", [False, True])
+def test_direct_blocked_equals_the_exact_convolution(shape, relu):
+    """Against the float64 convolution of the same float32 inputs, element by element, within the
+    bound of an L-term float32 dot product plus the bias: (L + 1) * 2^-24 * (|x| * |w| + |b|), L =
+    KH*KW*C (the module docstring's bound; the ReLU only shrinks differences). A window shifted by one
+    tap or pixel, a wrong panel or a lost tail pixel is off by order |x||w|."""
+    N, H, W, C, KH, KW, K, stride, pad = shape
+    rng = np.random.default_rng(sum(shape))
+    x, w, b = rand(rng, N, H, W, C), rand(rng, KH, KW, C, K), rand(rng, K)
+    ours = mk.conv2d_direct_blocked(x, w, b, stride, pad, relu)
+    exact = conv2d_naive(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), stride, pad, relu)
+    assert ours.shape == exact.shape and ours.dtype == np.float32 and ours.flags.c_contiguous
+    size = conv2d_naive(np.abs(x.astype(np.float64)), np.abs(w.astype(np.float64)), np.abs(b.astype(np.float64)),
+                        stride, pad)
+    assert (np.abs(ours - exact) <= (KH * KW * C + 1) * 2.0**-24 * size).all()
+    np.testing.assert_array_equal(conv2d_direct(x, w, b, stride, pad, relu), ours)  # conv's "direct" takes it
+
+
+def test_direct_blocked_is_batch_invariant():
+    """Each pixel is the same sum in the same tap order wherever it lies and whatever the batch (the
+    first layer's output for an image does not depend on its company: visualize on many images)."""
+    rng = np.random.default_rng(6)
+    x, w, b = rand(rng, 4, 9, 20, 3), rand(rng, 3, 3, 3, 64), rand(rng, 64)  # 20 = 3 * 6 + 2: a ragged block
+    batch = mk.conv2d_direct_blocked(x, w, b, 1, 1, True)
+    for n in range(4):
+        np.testing.assert_array_equal(mk.conv2d_direct_blocked(x[n:n + 1], w, b, 1, 1, True)[0], batch[n])
+    np.testing.assert_array_equal(mk.conv2d_direct_blocked(x[[2, 0]], w, b, 1, 1, True), batch[[2, 0]])
+
+
+def test_direct_blocked_rejects_bad_shapes():
+    rng = np.random.default_rng(7)
+    x, w, b = rand(rng, 1, 8, 8, 3), rand(rng, 3, 3, 3, 40), rand(rng, 40)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        mk.conv2d_direct_blocked(x, w, b, 1, 1)
+    w, b = rand(rng, 3, 3, 4, 16), rand(rng, 16)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        mk.conv2d_direct_blocked(x, w, b, 1, 1)  # C 3 against w's 4
+    with pytest.raises(ValueError, match="does not fit"):
+        mk.conv2d_direct_blocked(x[:, :2, :2, :], rand(rng, 3, 3, 3, 16), b, 1, 0)
+    assert mk.conv2d_direct_blocked(x[:0], rand(rng, 3, 3, 3, 16), b, 1, 1).shape == (0, 8, 8, 16)

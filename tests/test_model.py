@@ -97,7 +97,7 @@ def test_activations_in_layer_order_and_subset(notop):
 
 def test_plan():
     auto = plan("auto")
-    assert auto["block1_conv1"] == "im2col" and set(list(auto.values())[1:]) == {"winograd"}
+    assert auto["block1_conv1"] == "direct" and set(list(auto.values())[1:]) == {"winograd"}
     assert set(plan("naive").values()) == {"naive"} and len(plan("naive")) == 13
     with pytest.raises(MinivggError, match="unknown conv method"):
         plan("fft")
@@ -129,7 +129,7 @@ def test_cli_prints_the_table_and_plan(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out[1:-1]] == [row.name for row in LAYERS]
-    assert out[1].split()[-1] == "im2col" and out[2].split()[-1] == "winograd"
+    assert out[1].split()[-1] == "direct" and out[2].split()[-1] == "winograd"
     assert out[-1].split()[1] == "138,357,544"
 
 

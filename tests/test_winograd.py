@@ -276,7 +276,7 @@ def test_kernel_transform_rejects_a_kernel_that_is_not_3x3():
 
 def test_auto_plan_and_kernels_transformed_once(monkeypatch):
     model = VGG16(weights=None, include_top=False, method="auto")
-    assert model.plan["block1_conv1"] == "im2col"  # C = 3
+    assert model.plan["block1_conv1"] == "direct"  # C = 3
     assert model.plan["block1_conv2"] == "winograd"
     assert set(model._winograd) == {name for name, m in model.plan.items() if m == "winograd"}
     for name, U in model._winograd.items():  # kept as the micro-kernel's panels (every VGG16 K is a multiple of 16)

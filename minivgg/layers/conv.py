@@ -20,15 +20,16 @@ The methods, side by side (``conv2d(..., method=...)``):
 | "winograd" | Winograd F(4x4,3x3), see ``winograd.py``             | 3x3, stride 1 only; 4x fewer multiplies |
 | "direct"   | the formula as Numba loops: per output pixel, the    | no copy, no GEMM: fast where C is small |
 |            | KH*KW*C taps, each times a (K,) row of w, summed     | (the first layer, C = 3: im2col's GEMM  |
-|            | into K accumulators; padding skipped at the borders  | is only 27 deep); slow for large C      |
+|            | into K accumulators; K a multiple of 16: the same    | is only 27 deep); slow for large C      |
+|            | sums register-blocked (``microkernel.py``)           |                                         |
 
 (A GEMM, "general matrix multiply", is a matrix product A @ B as BLAS computes it, BLAS being the
 optimised linear-algebra library behind ``np.matmul``.)
 
 ``DEFAULT`` (im2col) names the method ``conv2d`` uses when none is given: the one that handles any
 kernel, stride and padding. The VGG16 model has its own default, ``"auto"``, which picks a method
-per layer (``network/table.py``, ``plan``): Winograd wherever C >= 64, im2col for the first layer
-(where "direct" measured as fast as im2col, not faster: ``plan`` gives the figures).
+per layer (``network/table.py``, ``plan``): Winograd wherever C >= 64, "direct" for the first layer
+(on the micro-kernel it is about half im2col's time there: ``plan`` gives the figures).
 
 Backward. Given dy = dL/dout (N, H', W', K), the chain rule through the formula above gives
 
@@ -51,6 +52,7 @@ import numpy as np
 
 from ..jit import GEMM_IN_NUMBA, PARALLEL, gemm, matmul, scratch, sharing  # matmul: np.matmul, shared inside jit.shared_gemms()
 from .im2col import _check as _check_window, _im2col_rows, col2im, im2col, output_size
+from .microkernel import conv2d_direct_blocked, packable
 from .relu import _bias_relu_rows, bias_relu, relu_backward
 
 BLOCK_COLS_FLOATS = 1 << 16  # im2col's blocks of rows (``_im2col_blocked``): at most this many floats of cols (256 KB)
@@ -218,12 +220,20 @@ def conv2d_direct(x, w, b, stride=1, pad=0, relu=False):
     Batch invariant: each pixel's sum is the same float32 operations whatever the batch, so each
     image comes out bit for bit as it does alone.
 
+    For K a multiple of 16 (every VGG layer's), the same sums go to the GEMM micro-kernel instead
+    (``microkernel.conv2d_direct_blocked``: 6 pixels x 16 filters of sums held in registers while the
+    taps run, the bias and ReLU applied before the one store), about half these loops' time on
+    block1_conv1 (docs/performance.md, "The first layer on the micro-kernel"); these loops serve any
+    other K. Both are batch invariant.
+
     All arrays float32 (others are converted); returns a new C-contiguous (N, H', W', K) array.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     _check(x, w, b, stride, pad)
     N, H, W, C = x.shape
     KH, KW, _, K = w.shape
+    if packable(K):  # the same sums, register-blocked (microkernel.py)
+        return conv2d_direct_blocked(x, w, b, stride, pad, relu)
     w2 = np.ascontiguousarray(w, dtype=np.float32).reshape(KH * KW * C, K)  # (KH, KW, C, K) -> (KH*KW*C, K)
     b = np.ascontiguousarray(b, dtype=np.float32)  # (K,)
     out = np.empty((N, output_size(H, KH, stride, pad), output_size(W, KW, stride, pad), K), dtype=np.float32)

@@ -26,8 +26,9 @@ done, so the time goes into multiply-adds, not into loads and stores of partial 
 held every plain Numba loop to a third of OpenBLAS (docs/performance.md, "Measured and dropped").
 LLVM keeps values in registers; Numba's arrays live in memory. So the 8-lane register is a type of
 its own here (``Lanes8``, an LLVM ``<8 x float>`` value) with five operations written as Numba
-intrinsics (a few lines of LLVM each): ``zeros8``, ``load8``, ``store8``, ``splat8``, ``fma8``. The
-kernel itself is ordinary Numba code. On a CPU with AVX2 each becomes one instruction (one without
+intrinsics (a few lines of LLVM each): ``zeros8``, ``load8``, ``store8``, ``splat8``, ``fma8`` (and
+three more for the direct convolution below: ``bcast8``, ``add8``, ``relu8``). The kernel itself is
+ordinary Numba code. On a CPU with AVX2 each becomes one instruction (one without
 fused multiply-adds gets fma8 computed in software by LLVM: the same result, slowly). ``llvmlite``,
 which writes that LLVM, is Numba's own compiler library, not another dependency.
 
@@ -49,6 +50,13 @@ Two versions:
 - ``panel_matmul_naive``: the panels unpacked, then ``np.matmul`` (the twin);
 - ``panel_matmul``: the micro-kernel, one Numba thread per frequency (``_panel_gemms``), or one
   product in the calling thread (``_panel_gemm``, which ``winograd_schedules._chains`` calls per block).
+
+The same kernel, a direct convolution (``conv2d_direct_blocked``, at the bottom; its twin is
+``conv.conv2d_naive``). A convolution is a GEMM whose rows are the output pixels' windows (im2col's
+rows) and whose right-hand side is w as a (KH*KW*C, K) matrix. The 6 rows of a block are then 6
+pixels of one output row, and their values are broadcast straight from the input, where the windows
+lie, instead of from a copy: no im2col matrix. The first layer (C = 3) runs on it: a 27-deep product,
+too shallow for BLAS, the layer's time going into memory more than into arithmetic.
 """
 import numba
 import numpy as np
@@ -58,6 +66,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 from ..jit import PARALLEL
+from .im2col import _check as _check_window, output_size
 
 LANES = 8  # float32 lanes of one register (AVX2's ymm; LLVM splits or joins them elsewhere)
 WIDTH = 2 * LANES  # columns of a panel: two registers a row
@@ -115,11 +124,7 @@ def store8(typingctx, array, i, v):
 @intrinsic
 def splat8(typingctx, x):
     """8 lanes, each the float32 x (a broadcast)."""
-    def codegen(context, builder, sig, args):
-        one = builder.insert_element(ir.Constant(_VEC, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined),
-                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
-    return lanes8(types.float32), codegen
+    return lanes8(types.float32), lambda context, builder, sig, args: _splat(builder, args[0])
 
 
 @intrinsic
@@ -129,6 +134,39 @@ def fma8(typingctx, a, b, c):
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.fma.v8f32")
         return builder.call(fma, args)
     return lanes8(lanes8, lanes8, lanes8), codegen
+
+
+@intrinsic
+def bcast8(typingctx, array, i):
+    """8 lanes, each array.flat[i] (a broadcast straight from memory; C-contiguous float32, unchecked).
+    ``splat8(array[i])`` computes the same, but Numba's index arithmetic for ``array[i]`` (a negative i
+    counts from the end) kept the direct convolution's six addresses from fitting in registers."""
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        return _splat(builder, builder.load(builder.gep(data, [args[1]]), align=4))
+    return lanes8(array, i), codegen
+
+
+def _splat(builder, value):
+    # LLVM for 8 lanes of one float: insert it into lane 0, then shuffle lane 0 into all 8.
+    one = builder.insert_element(ir.Constant(_VEC, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+
+@intrinsic
+def add8(typingctx, a, b):
+    """a + b lane by lane."""
+    return lanes8(lanes8, lanes8), lambda context, builder, sig, args: builder.fadd(args[0], args[1])
+
+
+@intrinsic
+def relu8(typingctx, a):
+    """max(a, 0) lane by lane, as ``relu.bias_relu`` writes it: 0 where a < 0, a elsewhere (NaN stays NaN)."""
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(_VEC, [0.0] * LANES)
+        return builder.select(builder.fcmp_ordered("<", args[0], zero), zero, args[0])
+    return lanes8(lanes8), codegen
 
 
 # -------------------------------------------------------------------------------------- the panels
@@ -247,4 +285,117 @@ def panel_matmul(V, Up, out=None):
         raise ValueError(f"out must be C-contiguous float32 {(F, n, K)}, got {out.dtype} {out.shape}")
     if n:
         _panel_gemms(V, Up, out)
+    return out
+
+
+# ------------------------------------------------------------- the same kernel, a direct convolution
+
+
+def pack_kernel(w):
+    """w (KH, KW, C, K) -> its panels (K / 16, KH*KW*C, 16) float32: the rows of w as a matrix
+    (KH*KW*C, K), tap (di, dj, c) by tap, in 16-column panels, for ``conv2d_direct_blocked``."""
+    KH, KW, C, K = w.shape
+    return pack(np.asarray(w, np.float32).reshape(1, KH * KW * C, K))[0]  # (KH, KW, C, K) -> (1, KH*KW*C, K) -> (P, KH*KW*C, 16)
+
+
+@numba.njit(cache=True, inline="always")
+def _fma2(a, u0, u1, m0, m1):
+    # One row's step with its value already in 8 lanes: (m0, m1) += a * (u0, u1).
+    return fma8(a, u0, m0), fma8(a, u1, m1)
+
+
+@numba.njit(cache=True, inline="always")
+def _finish(m, bias, relu):
+    # A register of sums + 8 biases, through the ReLU if asked.
+    y = add8(m, bias)
+    return relu8(y) if relu else y
+
+
+@numba.njit(**PARALLEL)
+def _direct_rows(x, Wp, b, KH, KW, stride, pad, relu, out):
+    # x (N, H, W, C); Wp (P, KH*KW*C, 16), w's panels (pack_kernel); b (K,); out (N, H', W', K).
+    # One task per output row (n, i): the KH input rows it reads are copied into a zero-padded strip
+    # (KH, W + 2*pad, C), so that every tap of every pixel is inside it (the padding's zeros add 0);
+    # then for each block of 6 output pixels and each panel, 12 registers of sums over the taps.
+    N, H, W, C = x.shape
+    _, OH, OW, K = out.shape
+    P, L = Wp.shape[0], Wp.shape[1]
+    SW = W + 2 * pad
+    panels, flat = Wp.reshape(P * L * WIDTH), out.reshape(out.size)  # flat: load8 and store8 take a flat index
+    for task in numba.prange(N * OH):
+        n, i = task // OH, task % OH
+        strip = np.zeros((KH, SW, C), dtype=np.float32)
+        for di in range(KH):
+            r = i * stride + di - pad  # input row of tap (di, .); outside the image: a row of padding
+            if 0 <= r < H:
+                strip[di, pad:pad + W] = x[n, r]
+        s = strip.reshape(KH * SW * C)  # (KH, W + 2*pad, C) -> (KH*(W + 2*pad)*C,)
+        for j0 in range(0, OW, ROWS):
+            # pixels j0 .. j0+5 of the row (past the last, the last again: computed twice, stored once);
+            # a_q: where pixel q's window starts in the strip, tap (0, 0, 0)
+            a0 = j0 * stride * C
+            a1, a2 = min(j0 + 1, OW - 1) * stride * C, min(j0 + 2, OW - 1) * stride * C
+            a3, a4 = min(j0 + 3, OW - 1) * stride * C, min(j0 + 4, OW - 1) * stride * C
+            a5 = min(j0 + 5, OW - 1) * stride * C
+            for p in range(P):
+                m00, m01, m10, m11, m20, m21 = zeros8(), zeros8(), zeros8(), zeros8(), zeros8(), zeros8()
+                m30, m31, m40, m41, m50, m51 = zeros8(), zeros8(), zeros8(), zeros8(), zeros8(), zeros8()
+                at = p * L * WIDTH  # Wp[p, 0, 0]
+                for di in range(KH):
+                    # taps (di, dj, c) for dj < KW, c < C: side by side in the strip (KW*C values from
+                    # di*SW*C past a window's start), as in the panel; one loop over all of them
+                    for e in range(di * SW * C, di * SW * C + KW * C):
+                        # readable form: out[n, i, j0 + q, 16p + j] += window_q[di, dj, c] * w[di, dj, c, 16p + j]
+                        u0, u1 = load8(panels, at), load8(panels, at + LANES)
+                        at += WIDTH
+                        m00, m01 = _fma2(bcast8(s, a0 + e), u0, u1, m00, m01)
+                        m10, m11 = _fma2(bcast8(s, a1 + e), u0, u1, m10, m11)
+                        m20, m21 = _fma2(bcast8(s, a2 + e), u0, u1, m20, m21)
+                        m30, m31 = _fma2(bcast8(s, a3 + e), u0, u1, m30, m31)
+                        m40, m41 = _fma2(bcast8(s, a4 + e), u0, u1, m40, m41)
+                        m50, m51 = _fma2(bcast8(s, a5 + e), u0, u1, m50, m51)
+                b0, b1 = load8(b, p * WIDTH), load8(b, p * WIDTH + LANES)
+                o = ((n * OH + i) * OW + j0) * K + p * WIDTH  # out[n, i, j0, 16p]
+                _store_row(flat, o, _finish(m00, b0, relu), _finish(m01, b1, relu))
+                if j0 + 1 < OW:
+                    _store_row(flat, o + K, _finish(m10, b0, relu), _finish(m11, b1, relu))
+                if j0 + 2 < OW:
+                    _store_row(flat, o + 2 * K, _finish(m20, b0, relu), _finish(m21, b1, relu))
+                if j0 + 3 < OW:
+                    _store_row(flat, o + 3 * K, _finish(m30, b0, relu), _finish(m31, b1, relu))
+                if j0 + 4 < OW:
+                    _store_row(flat, o + 4 * K, _finish(m40, b0, relu), _finish(m41, b1, relu))
+                if j0 + 5 < OW:
+                    _store_row(flat, o + 5 * K, _finish(m50, b0, relu), _finish(m51, b1, relu))
+
+
+def conv2d_direct_blocked(x, w, b, stride=1, pad=0, relu=False):
+    """A direct convolution on the micro-kernel: the same contract as ``conv.conv2d_naive`` (its twin),
+    for K a multiple of 16 (``packable``; ``conv.conv2d_direct`` takes it then, its loops otherwise).
+
+    The convolution is a GEMM whose left-hand rows are the output pixels' windows (im2col's rows) and
+    whose right-hand side is w as a (KH*KW*C, K) matrix (``conv.py``). Here those rows are never built:
+    a block of 6 pixels of one output row reads its 6 windows where they lie in the (padded) input,
+    one tap at a time, broadcasting each value, while 16 columns of w come from a panel as in
+    ``_panel_gemm``. Made for the first layer (C = 3: 27 taps, a GEMM too shallow for BLAS to run
+    well, and an im2col matrix 9x the input); the bias and ReLU are applied in registers before the
+    store, so the output is written once. Each pixel is the same sum in the same tap order wherever it
+    lies: batch invariant.
+
+    Inputs:
+    - x: (N, H, W, C) float32 (others converted);  w: (KH, KW, C, K), K a multiple of 16;  b: (K,)
+    - stride, pad, relu: as ``conv.conv2d_naive``
+    Returns:
+    - out: (N, H', W', K) float32, C-contiguous
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if w.ndim != 4 or x.ndim != 4 or x.shape[3] != w.shape[2] or b.shape != (w.shape[3],) or not packable(w.shape[3]):
+        raise ValueError(f"need x (N, H, W, C), w (KH, KW, C, K) with K a multiple of {WIDTH}, b (K,); got "
+                         f"{x.shape}, {w.shape}, {b.shape}")
+    KH, KW, _, K = w.shape
+    _check_window(x, KH, KW, stride, pad)
+    N, H, W, _ = x.shape
+    out = np.empty((N, output_size(H, KH, stride, pad), output_size(W, KW, stride, pad), K), dtype=np.float32)
+    if out.size:
+        _direct_rows(x, pack_kernel(w), np.ascontiguousarray(b, dtype=np.float32), KH, KW, stride, pad, bool(relu), out)
     return out

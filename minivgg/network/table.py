@@ -31,7 +31,7 @@ Keras config (``files/keras_model.py``): the row kinds below cover the heads peo
     dense             Dense + activation        dense.dense (+ softmax, sigmoid)  (D,) -> (U,)
     dropout           Dropout                   nothing: identity at inference    same
 
-``plan()``, which conv method (im2col or Winograd) computes each layer, is a question of speed alone:
+``plan()``, which conv method (Winograd, direct, im2col) computes each layer, is a question of speed alone:
 it sits at the bottom, under "Performance: skip on a first read".
 """
 from typing import NamedTuple
@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import MinivggError
 from ..layers import conv as conv_methods
+from ..layers.microkernel import packable
 
 
 class Row(NamedTuple):
@@ -210,17 +211,18 @@ def plan(method="auto", rows=None):
     """How each conv layer is computed: conv layer name -> one of ``conv.METHODS``.
 
     ``method`` names one method for every layer, or ``"auto"`` for the default per-layer choice:
-    Winograd where it was measured faster, im2col elsewhere. Winograd replaces each 3x3 window sum by
-    36 matrix products over the C input channels, plus transforms in and out; with C = 3 (the first
-    layer) those products are 3-term sums and the transforms cost more than they save. So the rule is
-    Winograd when C >= 64, that is every layer but block1_conv1 (the per-layer timings behind it are in
-    docs/performance.md). ``rows``: a table (VGG16's by default).
+    Winograd where it was measured faster, the direct kernel for the first layer. Winograd replaces
+    each 3x3 window sum by 36 matrix products over the C input channels, plus transforms in and out;
+    with C = 3 (the first layer) those products are 3-term sums and the transforms cost more than they
+    save. So the rule is Winograd when C >= 64, that is every layer but block1_conv1 (the per-layer
+    timings behind it are in docs/performance.md), and there the direct convolution on the GEMM
+    micro-kernel (``microkernel.conv2d_direct_blocked``, K a multiple of 16; im2col otherwise).
+    ``rows``: a table (VGG16's by default).
 
-    The direct kernel (conv.py, "direct"), made for block1_conv1, does not take it: measured side by
-    side at 224 on the shared 2-core machine it was as fast as im2col there, not faster, the winner
-    changing from run to run (im2col / direct 0.74-1.17 inside a pass's ``jit.shared_gemms``, 0.57-2.2
-    outside; whole auto forward passes 0.97-1.01 at batch 1, 0.84 at batch 8; Winograd 2-3x slower
-    than both). A faster direct kernel would replace "im2col" in the rule below.
+    Measured on block1_conv1 at 224, 2 threads, side by side (docs/performance.md, "The first layer on
+    the micro-kernel"): the blocked direct kernel 1.45-1.7 ms against im2col's 2.4-3.9 at batch 1,
+    19-24 against 27-29 ms at batch 8. The direct kernel's loop form (``conv.conv2d_direct``'s, kept for
+    other K) was as fast as im2col there, not faster, so the plan kept im2col until the micro-kernel.
     """
     if method != "auto" and method not in conv_methods.METHODS:
         raise MinivggError(f"unknown conv method {method!r}; choose 'auto' or one of {conv_methods.METHODS}")
@@ -228,6 +230,7 @@ def plan(method="auto", rows=None):
     chosen = {}
     for row, _, params in shapes([r for r in rows if r.kind in ("conv", "pool")], TOP_SIZE, TOP_SIZE):
         if row.kind == "conv":
-            c = params[0][2]  # C of the (3, 3, C, K) kernel
-            chosen[row.name] = method if method != "auto" else ("winograd" if c >= 64 else "im2col")
+            _, _, c, k = params[0]  # the (3, 3, C, K) kernel's shape
+            first = "direct" if packable(k) else "im2col"
+            chosen[row.name] = method if method != "auto" else ("winograd" if c >= 64 else first)
     return chosen

@@ -86,7 +86,7 @@ class VGG:
         self.include_top = bool(self.top)
         # self.input_size: the (H, W) a flatten head needs, None when any size >= MIN_SIZE works
         self.method = method
-        self.plan = plan(method, self.layers)  # conv layer name -> "im2col" or "winograd" (table.py)
+        self.plan = plan(method, self.layers)  # conv layer name -> "winograd", "direct", ... (table.py)
         self.keep_transformed = keep_transformed
         self.batch_invariant = batch_invariant
         self._keep_winograd_kernels()  # Performance, at the bottom
@@ -244,7 +244,8 @@ class VGG:
     # ---- Performance: skip on a first read
     #
     # A conv layer is computed by the method ``self.plan`` names for it (``table.plan``: Winograd where
-    # it was measured faster, im2col elsewhere); all give the same convolution up to float32 rounding.
+    # it was measured faster, the direct kernel for the first layer); all give the same convolution up
+    # to float32 rounding.
     # Winograd first transforms the kernel, U = G g G^T (36, C, K), and packs it into the panels the
     # GEMM micro-kernel reads (``microkernel.pack``); that is done once per layer at load and kept
     # (``keep_transformed``), rather than on every call.
