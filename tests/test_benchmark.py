@@ -350,6 +350,25 @@ def test_forward_table_prints_the_floor(main, capsys, tmp_path):
         assert printed[-2:] == [f"{floor:.1f}", f"{r['median_ms'] / floor:.2f}"], printed
 
 
+@pytest.mark.parametrize("rates", [(100.0, 250.0), (250.0, 100.0)], ids=["faster-at-the-end", "slower-at-the-end"])
+def test_forward_rows_against_the_end_sgemm_when_it_is_faster(main, capsys, tmp_path, monkeypatch, rates):
+    """The sgemm measured at the end, when faster than at the start, gives a stricter floor: each forward
+    row's time / that floor is printed after the run and kept as ``vs_floor_end``; when slower, nothing."""
+    rate = iter(rates)
+    monkeypatch.setattr(bench, "sgemm_gflops", lambda repeats: next(rate))
+    out = tmp_path / "bench.json"
+    assert main([*FAST, "--no-frameworks", "--methods", "im2col", "--layers", "forward", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    (row,) = [r for r in json.loads(out.read_text())["results"] if r["kind"] == "forward"]
+    assert row["floor_ms"] == pytest.approx(bench.floor_ms(32, 1, rates[0]))
+    if rates[1] > rates[0]:
+        strict = bench.floor_ms(32, 1, rates[1])
+        assert row["vs_floor_end"] == pytest.approx(row["median_ms"] / strict)
+        assert f"x floor at the end's rate, forward im2col: {row['median_ms'] / strict:.2f} (floor {strict:.1f} ms)" in text
+    else:
+        assert "vs_floor_end" not in row and "x floor at the end's rate" not in text
+
+
 @pytest.mark.parametrize("size,batch", [(32, 1), (96, 2)])  # at 96, batch 2 goes image by image through block1
 def test_profile_of_the_auto_pass(main, tmp_path, size, batch):
     """With ``auto`` in a forward run, the auto pass is also timed layer by layer inside whole passes:
