@@ -25,7 +25,7 @@ import numba
 import numpy as np
 
 from ..errors import MinivggError
-from ..files.atomic import replacing
+from ..files.atomic import save_npz
 from ..jit import PARALLEL
 
 STATE_FILE = "catalog-state.npz"
@@ -211,8 +211,7 @@ class State:
             t = s.top
             arrays.update({f"{name}.value": t.value, f"{name}.image": t.image, f"{name}.row": t.row,
                            f"{name}.col": t.col, f"{name}.fires": s.fires, f"{name}.hist": s.hist})
-        with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" to it
-            np.savez(f, **arrays)
+        save_npz(path, arrays)
 
 
 def load_state(path):

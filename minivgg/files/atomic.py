@@ -31,6 +31,10 @@ file in that folder" from a failure while writing::
 import errno
 import os
 import secrets
+import signal
+import threading
+
+import numpy as np
 
 
 class replacing:
@@ -76,3 +80,25 @@ def _create(folder, prefix, suffix, tries=100):
         except FileExistsError:
             continue  # 2**64 names: only a folder full of our temporaries gets here twice
     raise FileExistsError(errno.EEXIST, f"no free temporary name after {tries} tries", folder)
+
+
+def save_npz(path, arrays):
+    """``np.savez`` of ``arrays`` (name -> array) into ``path`` through ``replacing``: path is the old file
+    or the new one. Ctrl-C while it writes takes effect once the file is whole (in the main thread; the
+    handler that was in place then gets the signal, by default a KeyboardInterrupt): interrupted inside
+    np.savez, its zip file's own cleanup raised a ValueError in the KeyboardInterrupt's place and printed
+    a traceback as the file was dropped, so a command ended with that instead of its "interrupted" line."""
+    caught = []
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" to it
+            np.savez(f, **arrays)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+            if caught and callable(old):
+                old(signal.SIGINT, None)  # the usual handler raises KeyboardInterrupt here
+            elif caught and old == signal.SIG_DFL:
+                raise KeyboardInterrupt

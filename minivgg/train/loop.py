@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from ..files.atomic import replacing
+from ..files.atomic import save_npz
 from ..jit import passes
 from .data import augment, center, preprocess
 from .loss import accuracy, cross_entropy
@@ -99,8 +99,7 @@ def save_checkpoint(path, model, trainable, optimizer, state, best):
     for name, (k, b) in (best or {}).items():
         arrays[f"best/{name}/kernel"], arrays[f"best/{name}/bias"] = k, b
     arrays.update((f"opt/{k}", v) for k, v in optimizer.state().items())
-    with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez adds no ".npz" to it
-        np.savez(f, **arrays)
+    save_npz(path, arrays)
 
 
 def load_checkpoint(path):
