@@ -14,7 +14,12 @@ Every parallel kernel in minivgg is compiled with one option set, ``PARALLEL`` =
 parallel=True`` (the serial helpers they call: ``cache=True``; some also ``nogil=True``, from when
 Python threads of minivgg's own ran them at once):
 
-- ``cache=True``: compiled once, kept in ``__pycache__``, so later runs start warm;
+- ``cache=True``: compiled once, kept in ``__pycache__``, so later runs start warm. Numba checks a
+  cached kernel against its own file only: a helper from another file compiled into it (the pool's
+  ``_window_max4`` in Winograd's output transform, ``relu.backward_rule`` in several) is not picked up
+  again when only the helper's file changes. Editing such a helper, clear the caches (``find minivgg
+  -name __pycache__ -exec rm -r {} +``) or test with ``NUMBA_CACHE_DIR`` set to an empty folder; an
+  installed release's files are new, and so are its caches;
 - ``parallel=True``: the outer loop of each kernel is a ``numba.prange``, which Numba splits over its
   worker threads (one image row, one tile or one channel per task).
 

@@ -116,6 +116,29 @@ def test_methods_agree_on_the_whole_network(notop):
             assert err <= 1e-4, f"{method} {name}: {err:.2e}"  # the bar of the TensorFlow tests
 
 
+def test_passes_that_keep_one_layer_fuse_the_pools_and_agree_bit_for_bit(notop):
+    """``model(x)``, ``output(x, layer)`` and ``activations(layers=...)`` keep only some activations, so
+    their passes compute each Winograd conv before a pool together with its pool (``forward(keep=...)``):
+    the same bits as the full pass, every activation asked for still there. An odd size (ragged tiles,
+    pools dropping a row or column) and a batch; a model with the conv by im2col fuses nothing."""
+    x = np.random.default_rng(2).uniform(-120, 150, (2, 70, 45, 3)).astype(np.float32)
+    full = notop.activations(x)
+    np.testing.assert_array_equal(notop(x), full["block5_pool"])
+    for layer in ("block1_conv2", "block2_pool", "block3_conv3", "block4_pool", "block5_conv3"):
+        np.testing.assert_array_equal(notop.output(x, layer), full[layer])
+    some = notop.activations(x, layers=["block4_conv3", "block2_pool"])
+    assert list(some) == ["block2_pool", "block4_conv3"]
+    for name, a in some.items():
+        np.testing.assert_array_equal(a, full[name])
+    skipped = [name for name, a in notop.forward(x, keep={"block5_pool"}) if a is None]
+    assert skipped == ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3"]
+    assert [name for name, a in notop.forward(x, keep={"block5_pool", "block3_conv3"}) if a is None] == [
+        "block1_conv2", "block2_conv2", "block4_conv3", "block5_conv3"]
+    assert all(a is not None for _, a in notop.forward(x))  # keep=None: every activation
+    im2col = VGG16(weights=None, include_top=False, method="im2col")
+    assert all(a is not None for _, a in im2col.forward(x, keep={"block5_pool"}))
+
+
 def test_summary_refuses_impossible_tables():
     with pytest.raises(MinivggError, match="224x224"):
         minivgg.summary(include_top=True, height=160, width=160)

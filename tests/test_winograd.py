@@ -205,6 +205,43 @@ def test_relu_backward_fused_in_output_transform(shape, rule, schedule):
         conv3x3_winograd(x, U, b, relu_below=(y[:, :-1], rule))
 
 
+# (N, H, W, C, K): odd sizes (the pool drops a last row or column; tiles past the edge), a 2x2 map (one
+# pooled pixel), maps of 2 and 3 tiles, a batch spanning blocks; K = 16 and 32 so that panels run too
+POOLED = [(2, 7, 9, 4, 16), (1, 2, 2, 3, 16), (3, 13, 10, 6, 32), (1, 5, 22, 3, 16), (2, 12, 8, 5, 16)]
+
+
+@pytest.mark.parametrize("shape", POOLED, ids=lambda s: "N{}_H{}_W{}_C{}_K{}".format(*s))
+@pytest.mark.parametrize("kernel", ["F4", "F4 panels", "F2", "F2 panels"])
+def test_pool_fused_in_output_transform(shape, kernel, schedule):
+    """pool=True: bit for bit max_pool2d of the convolution (the maximum is exact, and taken in the
+    pool's own scan order), with and without the ReLU, in every schedule, F(4x4) and F(2x2), U plain
+    and as panels, and with per_image; what the model's passes run for a conv before a pool."""
+    from minivgg.layers.pool import max_pool2d
+    from minivgg.layers.winograd2 import winograd2_kernel
+
+    x, w, b = conv_case(shape, seed=8)
+    U = (winograd2_kernel if kernel.startswith("F2") else winograd_kernel)(w)
+    U = pack(U) if kernel.endswith("panels") else U
+    for relu in (False, True):
+        full = conv3x3_winograd(x, U, b, relu=relu)
+        pooled = conv3x3_winograd(x, U, b, relu=relu, pool=True)
+        assert pooled.shape == (shape[0], shape[1] // 2, shape[2] // 2, shape[4]) and pooled.flags.c_contiguous
+        np.testing.assert_array_equal(pooled, max_pool2d(full))
+        np.testing.assert_array_equal(conv3x3_winograd(x, U, b, relu=relu, pool=True, per_image=True),
+                                      max_pool2d(conv3x3_winograd(x, U, b, relu=relu, per_image=True)))
+    assert (full > 0).any() and (full == 0).any()  # the ReLU's zeros: ties in a window
+
+
+def test_pool_fused_refuses_what_it_cannot_do():
+    x, w, b = conv_case((1, 1, 5, 3, 16))
+    with pytest.raises(ValueError, match="pool"):
+        conv3x3_winograd(x, winograd_kernel(w), b, pool=True)  # a 1-row map: no 2x2 window
+    x, w, b = conv_case((1, 4, 4, 3, 16))
+    y = np.zeros((1, 4, 4, 16), np.float32)
+    with pytest.raises(ValueError, match="pool"):
+        conv3x3_winograd(x, winograd_kernel(w), b, relu_below=(y, "plain"), pool=True)
+
+
 @pytest.mark.parametrize("block_floats", [36 * 8 * 1, 36 * 8 * 5])
 def test_tiles_in_blocks_give_the_same_result(monkeypatch, block_floats):
     # With max(C, K) = 8, 1 and 5 tiles per block: many blocks, the last one ragged (36 tiles here).

@@ -87,7 +87,7 @@ def batch_maxima(model, x, layers):
     parts = {}
     with passes():  # BLAS and memory settings, once for the batch (jit.py)
         for chunk in chunks:
-            for name, a in model.forward(chunk):
+            for name, a in model.forward(chunk, keep=set(layers)):
                 if name in layers:
                     parts.setdefault(name, []).append(image_maxima(a))  # (value, row, col), (n, C) each
                 if name == last:

@@ -67,7 +67,7 @@ def _ids(ids, n, what):
 def score(model, x, target):
     """S(x) per image: (N,) float32, by a forward pass up to the target's layer (logits for classes)."""
     dy = target.seeds(model, x)[target.layer]
-    for name, a in model.forward(x, logits=True):
+    for name, a in model.forward(x, logits=True, keep={target.layer}):
         if name == target.layer:
             return np.sum((dy * a).reshape(len(dy), -1), axis=1)  # (N, ...) -> (N, D) -> (N,)
     raise MinivggError(f"this model has no layer {target.layer!r}")

@@ -75,7 +75,7 @@ def evaluate(model, rgb, objective):
     scores for ``predictions``), for the page's top-5 and the tests.
     """
     x = P.to_network_input(rgb)
-    for name, a in model.forward(x, logits=True):
+    for name, a in model.forward(x, logits=True, keep={objective.layer}):
         if name == objective.layer:
             return objective.values(a), a
     raise MinivggError(f"this model has no layer {objective.layer!r}")

@@ -87,6 +87,22 @@ def _window_max(x, n, h0, w0, size, c):
     return v
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _window_max4(r00, r01, r10, r11, out):
+    # A 2x2 window given as its four (C,) rows in row-major order, channel by channel: out[c] = its
+    # maximum, by _window_max's scan (the same value, bit for bit). Winograd's output transform pools
+    # with it as it writes a conv's output (winograd._put_pooled: the conv and its pool in one pass).
+    for c in range(out.shape[0]):
+        v = r00[c]
+        if r01[c] > v:
+            v = r01[c]
+        if r10[c] > v:
+            v = r10[c]
+        if r11[c] > v:
+            v = r11[c]
+        out[c] = v
+
+
 @numba.njit(**PARALLEL)
 def _max_pool2d(x, size, stride, out):
     # x: (N, H, W, C), out: (N, H', W', C). One task per output row of one image; for each output

@@ -55,6 +55,7 @@ import numba
 import numpy as np
 
 from ..jit import PARALLEL
+from .pool import _window_max4
 from .relu import backward_rule
 
 # Lavin & Gray 2016, section 4.3: F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2, infinity.
@@ -272,8 +273,17 @@ def _put_row(R, count, gate, rule, out, n, h, w0):
                 o[k] = y[k]
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _put_pooled(R0, R1, count, out, n, ph, pw0):
+    # A 2x2 max-pool of two rows of an output tile, R0 (above) and R1 (m, K): out[n, ph, pw0 + s] = the
+    # maximum of R0[2s], R0[2s + 1], R1[2s], R1[2s + 1], for s < count (pool.max_pool2d's rule, the same
+    # bits). out: (N, H // 2, W // 2, K). (winograd2's output transform uses it too.)
+    for s in range(count):
+        _window_max4(R0[2 * s], R0[2 * s + 1], R1[2 * s], R1[2 * s + 1], out[n, ph, pw0 + s])
+
+
 @numba.njit(nogil=True, cache=True)
-def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi):
+def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi, pool=False):
     # M: (36, Tb, K) for tiles t0 .. t0 + Tb - 1; b: (K,); out: (N, H, W, K). For u in lo .. hi - 1:
     # out[n, 4*th + r, 4*tw + s, :] = (A^T M[:, u] A)[r, s] + b, then the ReLU. Two 1-D passes: A^T
     # down each column of M into S (24, K), then A^T along each of S's 4 rows into R (4, K), whose rows
@@ -285,9 +295,12 @@ def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi):
     # with four rows of the gate beside them, _at's loop had a dozen arrays that LLVM had to check for
     # overlap at run time; into R, then copied, the layer ran 0.95-0.98x the time forward and 0.82-0.94x
     # with a backward ReLU fused in, bit for bit the same (docs/performance.md, "Staged output rows").
-    N, H, W, K = out.shape
+    # pool: out is (N, H // 2, W // 2, K), the 2x2 max-pool of the convolution's output: each pair of
+    # rows of an output tile is pooled as it is made (its 4x4 outputs are 2x2 windows: tiles start at
+    # even rows and columns), and the full map is never written (rule -1 only).
+    N, H, W, K = out.shape  # with pool: the pooled map's
     S = np.empty((24, K), dtype=np.float32)
-    R = np.empty((4, K), dtype=np.float32)  # one row of the output tile
+    R = np.empty((2, 4, K), dtype=np.float32)  # a row of the output tile (R[0]), and the one below it (R[1]) to pool
     zero = np.zeros(K, dtype=np.float32)
     for u in range(lo, hi):
         t = t0 + u
@@ -296,13 +309,17 @@ def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi):
         for j in range(6):  # columns: S[6*r + j] = (A^T M[:, u])[r, j]
             _at(M[j, u], M[6 + j, u], M[12 + j, u], M[18 + j, u], M[24 + j, u], M[30 + j, u], zero, False,
                 S[j], S[6 + j], S[12 + j], S[18 + j])
-        for r in range(4):  # rows: R[s] = (A^T S[r] A)[s] + b
+        for r in range(4):  # rows: R[., s] = (A^T S[r] A)[s] + b
             h = h0 + r
-            if h >= H:  # past a ragged bottom edge: dropped
+            if (h // 2 if pool else h) >= H:  # past a ragged bottom edge (or the pool's last row): dropped
                 break
+            Rr = R[r % 2] if pool else R[0]  # (4, K)
             _at(S[6 * r], S[6 * r + 1], S[6 * r + 2], S[6 * r + 3], S[6 * r + 4], S[6 * r + 5], b, relu,
-                R[0], R[1], R[2], R[3])
-            _put_row(R, min(4, W - w0), gate, rule, out, n, h, w0)  # w0 < W always: a tile starts inside the image
+                Rr[0], Rr[1], Rr[2], Rr[3])
+            if not pool:
+                _put_row(Rr, min(4, W - w0), gate, rule, out, n, h, w0)  # w0 < W always: a tile starts inside the image
+            elif r % 2 == 1:  # rows h - 1 and h made: pooled row h // 2, as far as the pooled map reaches
+                _put_pooled(R[0], R[1], min(2, W - w0 // 2), out, n, h // 2, w0 // 2)
 
 
 @numba.njit(**PARALLEL)
@@ -314,11 +331,12 @@ def _input_transform(x, TH, TW, t0, V):
 
 
 @numba.njit(**PARALLEL)
-def _output_transform(M, b, relu, gate, rule, TH, TW, t0, out):
-    # M: (36, Tb, K) for tiles t0 .. t0 + Tb - 1; b: (K,); out: (N, H, W, K). CHUNK tiles per task.
+def _output_transform(M, b, relu, gate, rule, TH, TW, t0, out, pool=False):
+    # M: (36, Tb, K) for tiles t0 .. t0 + Tb - 1; b: (K,); out: (N, H, W, K), or pooled (N, H // 2, W // 2, K)
+    # with pool. CHUNK tiles per task.
     Tb = M.shape[1]
     for task in numba.prange((Tb + CHUNK - 1) // CHUNK):
-        _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, task * CHUNK, min(Tb, (task + 1) * CHUNK))
+        _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, task * CHUNK, min(Tb, (task + 1) * CHUNK), pool)
 
 
 # -------------------------------------------------------------------- the simplest fast version

@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from ..jit import PARALLEL
-from .winograd import _put_row, transform_kernel, winograd_naive
+from .winograd import _put_pooled, _put_row, transform_kernel, winograd_naive
 
 # Lavin & Gray 2016, section 4.1: F(2x2, 3x3), interpolation points 0, 1, -1, infinity.
 BT = np.array([  # B^T (4, 4): input transform, V = B^T d B
@@ -103,14 +103,15 @@ def _input_tiles(x, TH, TW, t0, V, lo, hi):
 
 
 @numba.njit(nogil=True, cache=True)
-def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi):
+def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi, pool=False):
     # M: (16, Tb, K) for tiles t0 .. t0 + Tb - 1; b: (K,); out: (N, H, W, K). For u in lo .. hi - 1:
     # out[n, 2*th + r, 2*tw + s, :] = (A^T M[:, u] A)[r, s] + b, then the ReLU, as winograd._output_tiles:
     # A^T down each column into S (8, K), then along each of S's 2 rows into R (2, K), copied into
     # ``out`` as far as the image reaches (rule >= 0: through relu.backward_rule against gate).
-    N, H, W, K = out.shape
+    # pool: out is (N, H // 2, W // 2, K): the tile's 2x2 outputs are one window of the 2x2 max-pool.
+    N, H, W, K = out.shape  # with pool: the pooled map's
     S = np.empty((8, K), dtype=np.float32)
-    R = np.empty((2, K), dtype=np.float32)
+    R = np.empty((2, 2, K), dtype=np.float32)  # the tile's two rows of outputs
     zero = np.zeros(K, dtype=np.float32)
     for u in range(lo, hi):
         t = t0 + u
@@ -118,12 +119,15 @@ def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi):
         h0, w0 = 2 * th, 2 * tw
         for j in range(4):  # columns: S[4*r + j] = (A^T M[:, u])[r, j]
             _at(M[j, u], M[4 + j, u], M[8 + j, u], M[12 + j, u], zero, False, S[j], S[4 + j])
-        for r in range(2):  # rows: R[s] = (A^T S[r] A)[s] + b
+        for r in range(2):  # rows: R[r, s] = (A^T S[r] A)[s] + b
             h = h0 + r
-            if h >= H:  # past a ragged bottom edge: dropped
+            if (h // 2 if pool else h) >= H:  # past a ragged bottom edge (or the pool's last row): dropped
                 break
-            _at(S[4 * r], S[4 * r + 1], S[4 * r + 2], S[4 * r + 3], b, relu, R[0], R[1])
-            _put_row(R, min(2, W - w0), gate, rule, out, n, h, w0)  # w0 < W always: a tile starts inside the image
+            _at(S[4 * r], S[4 * r + 1], S[4 * r + 2], S[4 * r + 3], b, relu, R[r, 0], R[r, 1])
+            if not pool:
+                _put_row(R[r], min(2, W - w0), gate, rule, out, n, h, w0)  # w0 < W always: a tile starts inside the image
+            elif r == 1:  # the tile's window: pooled pixel (h // 2, w0 // 2), if the pooled map reaches it
+                _put_pooled(R[0], R[1], min(1, W - w0 // 2), out, n, h // 2, w0 // 2)
 
 
 @numba.njit(**PARALLEL)
@@ -135,11 +139,12 @@ def _input_transform(x, TH, TW, t0, V):
 
 
 @numba.njit(**PARALLEL)
-def _output_transform(M, b, relu, gate, rule, TH, TW, t0, out):
-    # M: (16, Tb, K) for tiles t0 .. t0 + Tb - 1; b: (K,); out: (N, H, W, K). CHUNK tiles per task.
+def _output_transform(M, b, relu, gate, rule, TH, TW, t0, out, pool=False):
+    # M: (16, Tb, K) for tiles t0 .. t0 + Tb - 1; b: (K,); out: (N, H, W, K), or pooled with pool.
+    # CHUNK tiles per task.
     Tb = M.shape[1]
     for task in numba.prange((Tb + CHUNK - 1) // CHUNK):
-        _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, task * CHUNK, min(Tb, (task + 1) * CHUNK))
+        _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, task * CHUNK, min(Tb, (task + 1) * CHUNK), pool)
 
 
 def winograd2_kernel(w):

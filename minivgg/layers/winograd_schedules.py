@@ -2,7 +2,7 @@
 
 Read ``winograd.py`` first: the idea, the matrices, the naive twin, the transforms and
 ``conv3x3_winograd_simple``, which does each step once over all the tiles. This file computes
-exactly those steps, with the same transforms and the same GEMMs, in a different order, for six
+exactly those steps, with the same transforms and the same GEMMs, in a different order, for seven
 reasons. None of it changes what a convolution is; all of it is tested equal to the naive twin
 (tests/test_winograd.py).
 
@@ -41,6 +41,11 @@ Legend: as in winograd.py (N, H, W, C, K, TH, TW, T tiles, Tb tiles in one block
    every VGG16 shape measured, most where the GEMMs have few rows (docs/performance.md, "A GEMM of our
    own"). Each row of M is then the same sum whatever the other rows, so both schedules and ``per_image``
    give the same bits.
+7. A fused pool (``pool=True``). A conv followed by a 2x2 max-pool, where nothing needs the conv's own
+   output (the model's passes that return one layer: ``VGG._fused``), has the output transform pool
+   each pair of a tile's output rows as it makes them (``winograd._put_pooled``; tiles start at even
+   rows and columns, so a tile holds whole windows): the full map is never written, nor read back by
+   the pool (docs/performance.md, "Pools fused into the output transform"). The same bits as the two calls.
 
 Given U as ``winograd_kernel`` makes it, (F, C, K), the GEMMs go through ``jit.matmul``: ``np.matmul``,
 which inside ``jit.shared_gemms()`` is cut into shares run on minivgg's own threads (OpenBLAS then
@@ -127,7 +132,7 @@ def small_tiles(N, H, W, C, K):
     return C * K >= SMALL_MIN_CK and 2 <= N * -(-H // winograd.TILE) * -(-W // winograd.TILE) <= SMALL_TILES
 
 
-def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
+def _per_thread(x, U, b, relu, gate, rule, TH, TW, out, pool):
     """conv3x3_winograd's other schedule: the tiles cut into one contiguous share per thread, and each
     thread takes its share through the whole chain (input transform, 36 GEMMs, output transform) in
     blocks small enough that V and M stay in its core's cache (``CACHE_FLOATS``).
@@ -149,13 +154,14 @@ def _per_thread(x, U, b, relu, gate, rule, TH, TW, out):
     shares = max(1, min(numba.get_num_threads(), T // Tb))
     V = scratch("v", shares * F * Tb * C).reshape(shares, F * Tb * C)  # each share's own V and M
     M = scratch("m", shares * F * Tb * K).reshape(shares, F * Tb * K)
-    _chains(x, U, b, relu, gate, rule, TH, TW, out, Tb, shares, V, M)
+    _chains(x, U, b, relu, gate, rule, TH, TW, out, Tb, shares, V, M, pool)
 
 
 @numba.njit(**PARALLEL)
-def _chains(x, U, b, relu, gate, rule, TH, TW, out, Tb, shares, V, M):
+def _chains(x, U, b, relu, gate, rule, TH, TW, out, Tb, shares, V, M, pool):
     # Share i: tiles T*i//shares .. T*(i+1)//shares - 1 of the T = N*TH*TW, in blocks of Tb, each block
-    # through the input transform into its V (F, n, C), F GEMMs into its M (F, n, K), the output transform.
+    # through the input transform into its V (F, n, C), F GEMMs into its M (F, n, K), the output transform
+    # (pooled with pool: out is then (N, H // 2, W // 2, K)).
     F, C, K = U.shape[0], x.shape[3], out.shape[3]
     T = x.shape[0] * TH * TW
     for i in numba.prange(shares):
@@ -170,9 +176,9 @@ def _chains(x, U, b, relu, gate, rule, TH, TW, out, Tb, shares, V, M):
             for f in range(F):
                 _product(Vn[f], U[f], Mn[f])  # (n, C) @ (C, K) -> (n, K)
             if F == 36:
-                winograd._output_tiles(Mn, b, relu, gate, rule, TH, TW, t0, out, 0, n)
+                winograd._output_tiles(Mn, b, relu, gate, rule, TH, TW, t0, out, 0, n, pool)
             else:
-                winograd2._output_tiles(Mn, b, relu, gate, rule, TH, TW, t0, out, 0, n)
+                winograd2._output_tiles(Mn, b, relu, gate, rule, TH, TW, t0, out, 0, n, pool)
 
 
 def _cache_blocked(C, K):
@@ -206,7 +212,7 @@ def _check(x, U, b):
     return x, np.ascontiguousarray(U, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
 
 
-def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
+def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None, pool=False):
     """Fast Winograd F(4x4, 3x3) convolution (or F(2x2, 3x3), by U); same result as
     ``winograd.conv3x3_winograd_naive`` and ``winograd.conv3x3_winograd_simple`` (``winograd2``'s naive twin).
 
@@ -221,8 +227,13 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
     - relu_below: None, or (y, rule) in a backward pass, where this convolution computes dL/d(the
       output y of the ReLU below): then out = ``relu.relu_backward(y, out, rule)``, y (N, H, W, K),
       fused in the output transform (one pass over dx saved; bit for bit the same as the two calls)
+    - pool: the convolution followed by a 2x2 max-pool (``pool.max_pool2d``), fused in the output
+      transform: each 2x2 window is pooled as its tile's rows are made, and the full map is never
+      written (one pass over it saved, and most of its writes; bit for bit the same as the two calls).
+      Not with relu_below (a forward-pass fusion); H and W at least 2
     Returns:
-    - out: (N, H, W, K) float32, C-contiguous: stride 1, pad 1, so H' = H and W' = W
+    - out: (N, H, W, K) float32, C-contiguous: stride 1, pad 1, so H' = H and W' = W; with pool,
+      (N, H // 2, W // 2, K)
 
     The tiles go through in blocks of at most ``BLOCK_FLOATS // (36 * max(C, K))``, so V and M, the
     two scratch buffers, stay under ``BLOCK_FLOATS`` floats each whatever the batch size. With
@@ -243,11 +254,14 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
         gate, rule = np.ascontiguousarray(relu_below[0], dtype=np.float32), check_rule(relu_below[1])
         if gate.shape != (N, H, W, K):
             raise ValueError(f"relu_below's y must be {(N, H, W, K)}, got {gate.shape}")
+    if pool and (rule >= 0 or H < 2 or W < 2):
+        raise ValueError(f"pool: a forward convolution (no relu_below) on maps of 2x2 or more, got {x.shape}")
     TH, TW = -(-H // st.tile), -(-W // st.tile)  # tiles down and across
-    out = np.empty((N, H, W, K), dtype=np.float32)
+    out = np.empty((N, H // 2, W // 2, K) if pool else (N, H, W, K), dtype=np.float32)
     if _cache_blocked(C, K):  # see _per_thread; with per_image, one image at a time (as it runs alone)
         for n0, n1 in ([(n, n + 1) for n in range(N)] if per_image else [(0, N)]):
-            _per_thread(x[n0:n1], U, b, bool(relu), gate if rule < 0 else gate[n0:n1], rule, TH, TW, out[n0:n1])
+            _per_thread(x[n0:n1], U, b, bool(relu), gate if rule < 0 else gate[n0:n1], rule, TH, TW, out[n0:n1],
+                        bool(pool))
         return out
     P = TH * TW  # tiles per image
     most = max(1, BLOCK_FLOATS // (F * max(C, K)))  # tiles per block, at most
@@ -269,5 +283,5 @@ def conv3x3_winograd(x, U, b, relu=False, per_image=False, relu_below=None):
         else:
             for s in range(0, Tb, per):  # readable form: np.matmul(V, U, out=M), one GEMM for all the tiles
                 matmul(V[:, s:s + per], U, out=M[:, s:s + per])  # F GEMMs: (F, per, C) @ (F, C, K) -> (F, per, K)
-        st.output_transform(M, b, bool(relu), gate, rule, TH, TW, t0, out)
+        st.output_transform(M, b, bool(relu), gate, rule, TH, TW, t0, out, bool(pool))
     return out

@@ -91,7 +91,7 @@ class VGG:
         self.batch_invariant = batch_invariant
         self._keep_winograd_kernels()  # Performance, at the bottom
 
-    def forward(self, x, logits=False, dropout=None, start=None):
+    def forward(self, x, logits=False, dropout=None, start=None, keep=None):
         """The forward pass, one layer at a time: yields (layer name, activation).
 
         x: (H, W, 3) or (N, H, W, 3), already preprocessed (``preprocess_input``).
@@ -104,6 +104,11 @@ class VGG:
         multiplies its input by it. Without it, dropout is the identity, as at inference.
         ``start``: a layer name; x is then that layer's input (the output of the row below it, e.g.
         block5_pool's output, cached) and the rows below are skipped.
+        ``keep``: None (default: every activation), or the names of the layers whose activations the
+        caller uses. A conv layer not in it and followed by a pool (block1_conv2, ...) is then computed
+        together with its pool where it runs by Winograd (``_fused``): the pool's output comes out of
+        the conv's output transform, bit for bit the same, and the conv's full map is never made, so
+        the conv row yields None. ``output`` and ``activations(layers=...)`` pass what they return.
         Threads: the whole-pass methods (``model(x)``, ``activations``, ``gradients``) run inside
         ``jit.passes()``; a generator cannot hold it between yields, so a loop of your own over
         ``forward`` runs BLAS and memory as it finds them, unless you wrap it in ``with jit.passes():``.
@@ -115,8 +120,15 @@ class VGG:
         else:  # the input of row ``start``: (N, H', W', C') or (N, D)
             rows = rows[[row.name for row in rows].index(start):]
             x = np.ascontiguousarray(x, dtype=np.float32)
-        for row in rows:
-            if row.kind == "conv":
+        pooled = None  # a pool row's output, made by the conv row below it (keep)
+        for i, row in enumerate(rows):
+            if self._fused(row, rows[i + 1:i + 2], keep):
+                pooled = self._conv(row, x, pool=True)  # pool(relu(conv(x, w) + b)): (N, H, W, C) -> (N, H/2, W/2, K)
+                yield row.name, None  # its full map was never made
+                continue
+            if pooled is not None:  # this pool row: its output came with the conv
+                x, pooled = pooled, None
+            elif row.kind == "conv":
                 x = self._conv(row, x)  # relu(conv(x, w) + b): (N, H, W, C) -> (N, H, W, K)
             elif row.kind == "pool":
                 x = max_pool2d(x, size=2, stride=2)  # (N, H, W, C) -> (N, H/2, W/2, C)
@@ -175,7 +187,7 @@ class VGG:
             raise MinivggError(f"this model has no layer(s) {', '.join(sorted(unknown))}")
         out = {}
         with passes():  # BLAS and memory settings, once for the pass (jit.py)
-            for name, a in self.forward(x):
+            for name, a in self.forward(x, keep=wanted):
                 if wanted is None or name in wanted:
                     out[name] = a
                     if wanted is not None and len(out) == len(wanted):
@@ -252,7 +264,7 @@ class VGG:
 
     def _run(self, x, stop, start=None):
         """``forward`` from ``start`` (x its input; None: the images) up to row ``stop``; its output."""
-        for name, a in self.forward(x, start=start):
+        for name, a in self.forward(x, start=start, keep={stop}):
             if name == stop:
                 return a
 
@@ -293,8 +305,18 @@ class VGG:
         """Layer ``name``'s weights changed: drop the kernels ``_made_kernel`` made from the old ones."""
         self._made = {key: U for key, U in self._made.items() if key[0] != name}
 
-    def _conv(self, row, x):
-        """relu(conv(x, w) + b) for conv row ``row`` by its planned method: x (N, H, W, C) -> (N, H, W, K)."""
+    def _fused(self, row, after, keep):
+        """Whether ``forward`` computes conv row ``row`` together with the pool row after it (``after``:
+        that row, or nothing): a Winograd layer whose own output no one keeps. Its output transform
+        then writes the pool's output straight (``conv3x3_winograd(pool=True)``), so the conv's full
+        map (12.8 MB for block1_conv2 at 224) is neither written nor read back by the pool. Measured in
+        docs/performance.md ("Pools fused into the output transform")."""
+        return (keep is not None and row.kind == "conv" and row.name not in keep and self.plan[row.name] == "winograd"
+                and len(after) == 1 and after[0].kind == "pool")
+
+    def _conv(self, row, x, pool=False):
+        """relu(conv(x, w) + b) for conv row ``row`` by its planned method: x (N, H, W, C) -> (N, H, W, K);
+        with ``pool`` (Winograd only, ``_fused``), its 2x2 max-pool at once: (N, H/2, W/2, K)."""
         kernel, bias = self.params[row.name]
         relu = row.activation == "relu"
         if self.plan[row.name] == "winograd":
@@ -303,7 +325,7 @@ class VGG:
                 U = self._made_kernel(row.name, "small", lambda: fast_kernel(kernel, small=True))  # (16, K/16, C, 16)
             else:  # the kernel transformed at load, or now and dropped after
                 U = self._winograd[row.name] if row.name in self._winograd else fast_kernel(kernel)  # (36, K/16, C, 16)
-            return conv3x3_winograd(x, U, bias, relu=relu, per_image=self.batch_invariant)
+            return conv3x3_winograd(x, U, bias, relu=relu, per_image=self.batch_invariant, pool=pool)
         return conv_methods.conv2d(x, kernel, bias, stride=1, pad=1, relu=relu, method=self.plan[row.name])
 
     def receptive_field(self, layer):

@@ -97,7 +97,7 @@ def lsuv(model, x):
     for row in model.layers:
         if row.kind != "conv":
             continue
-        for name, a in model.forward(x):
+        for name, a in model.forward(x, keep={row.name}):
             if name == row.name:
                 break
         std = float(a.std())
