@@ -202,10 +202,15 @@ def panel_matmul_naive(V, Up):
 
 
 @numba.njit(cache=True, inline="always")
-def _update(v, u0, u1, m0, m1):
-    # One row's step: (m0, m1) += v * (u0, u1), its 16 sums in two registers; v a float32 of V.
-    a = splat8(v)
+def _fma2(a, u0, u1, m0, m1):
+    # One row's step: (m0, m1) += a * (u0, u1), its 16 sums in two registers; a: the row's value in 8 lanes.
     return fma8(a, u0, m0), fma8(a, u1, m1)
+
+
+@numba.njit(cache=True, inline="always")
+def _update(v, u0, u1, m0, m1):
+    # The same for v, a float32 of V, broadcast.
+    return _fma2(splat8(v), u0, u1, m0, m1)
 
 
 @numba.njit(cache=True, inline="always")
@@ -296,12 +301,6 @@ def pack_kernel(w):
     (KH*KW*C, K), tap (di, dj, c) by tap, in 16-column panels, for ``conv2d_direct_blocked``."""
     KH, KW, C, K = w.shape
     return pack(np.asarray(w, np.float32).reshape(1, KH * KW * C, K))[0]  # (KH, KW, C, K) -> (1, KH*KW*C, K) -> (P, KH*KW*C, 16)
-
-
-@numba.njit(cache=True, inline="always")
-def _fma2(a, u0, u1, m0, m1):
-    # One row's step with its value already in 8 lanes: (m0, m1) += a * (u0, u1).
-    return fma8(a, u0, m0), fma8(a, u1, m1)
 
 
 @numba.njit(cache=True, inline="always")
