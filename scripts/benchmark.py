@@ -843,8 +843,8 @@ def run(args, threads, late):
     machine["sgemm_gflops_end"] = end = bench.sgemm_gflops(repeats=args.repeats)
     print(f"\nNumPy sgemm at the end: {end:.1f} GFLOP/s (at the start: {sgemm:.1f})")
     if end > sgemm:  # the floor at the faster of the two rates: the stricter one, the machine at its best
+        strict = bench.floor_ms(args.size, args.batch, end)
         for row in (r for r in table.results if r["kind"] == "forward" and r["size"] == args.size):
-            strict = bench.floor_ms(args.size, args.batch, end)
             row["vs_floor_end"] = row["median_ms"] / strict
             print(f"x floor at the end's rate, forward {row['method']}: {row['vs_floor_end']:.2f} (floor {strict:.1f} ms)")
     if abs(end - sgemm) > 0.2 * max(end, sgemm):

@@ -300,7 +300,7 @@ def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi, pool=False):
     # even rows and columns), and the full map is never written (rule -1 only).
     N, H, W, K = out.shape  # with pool: the pooled map's
     S = np.empty((24, K), dtype=np.float32)
-    R = np.empty((2, 4, K), dtype=np.float32)  # a row of the output tile (R[0]), and the one below it (R[1]) to pool
+    R = np.empty((2, 4, K), dtype=np.float32)  # rows of the output tile, in turn: a pool has each pair together
     zero = np.zeros(K, dtype=np.float32)
     for u in range(lo, hi):
         t = t0 + u
@@ -313,7 +313,7 @@ def _output_tiles(M, b, relu, gate, rule, TH, TW, t0, out, lo, hi, pool=False):
             h = h0 + r
             if (h // 2 if pool else h) >= H:  # past a ragged bottom edge (or the pool's last row): dropped
                 break
-            Rr = R[r % 2] if pool else R[0]  # (4, K)
+            Rr = R[r % 2]  # (4, K)
             _at(S[6 * r], S[6 * r + 1], S[6 * r + 2], S[6 * r + 3], S[6 * r + 4], S[6 * r + 5], b, relu,
                 Rr[0], Rr[1], Rr[2], Rr[3])
             if not pool:
