@@ -48,7 +48,7 @@ memory, one line at a time, while the others leave it idle. So each block asks f
 *next* panel ahead of time (``prefetch``, a hint that changes no value): one line every ``blocks``
 steps, the whole panel over the current one's blocks*C steps, and it arrives while the current one
 is read from the cache. Measured at one image, 224, 2 threads (docs/performance.md, "Prefetching the
-next panel"): block4's layers 0.8x their time in a pass, block5's 0.8x, the forward pass 0.88-0.94x.
+next panel"): block4's and block5's layers 0.8-0.9x their time in a pass, the forward pass 0.93-0.94x.
 
 Rows past the last (n not a multiple of 6): the last block takes the last row in the missing rows'
 place and stores only the real ones. Every row of M is the same sum, in the same order (c = 0, 1,
@@ -273,7 +273,7 @@ def _panel_gemm(V, Up, M):
             for c in range(C):  # readable form: M[r0 + i, 16p + j] += V[r0 + i, c] * U[c, 16p + j]
                 u0, u1 = load8(panels, at), load8(panels, at + LANES)  # U[c, 16p:16p+8], U[c, 16p+8:16p+16]
                 at += WIDTH
-                if c == ask:  # (a count, not done + c % blocks: a division a step cost half the speed)
+                if c == ask:  # (a count: testing (done + c) % blocks, a division every step, cost half the speed)
                     prefetch(panels, min(ahead + line * WIDTH, last))  # Up[p + 1, line, 0] (the last panel: none ahead)
                     ask += blocks
                     line += 1
