@@ -363,7 +363,7 @@ BACKWARD_COLUMNS = CONV_COLUMNS[:1] + [("N,H,W,C->K", 21, lambda r: "{},{},{},{}
     ("error", 10, number("rel_error", ".1e")), ("1st call ms", 13, number("first_ms", ".1f"))]
 SIDE_COLUMNS = LEFT[:2] + [("method", 18, lambda r: r["method"]), ("median ms", 11, number("median_ms", ".2f")),
                             ("ratio", 8, number("ratio", ".2f"))]
-PROFILE_COLUMNS = LEFT[:2] + [("method", 12, lambda r: r["method"]), ("median ms", 11, number("median_ms", ".2f")),
+PROFILE_COLUMNS = LEFT[:2] + [("method", 19, lambda r: r["method"]), ("median ms", 11, number("median_ms", ".2f")),
                                ("% of pass", 11, number("pass_share", ".1f", 100)), ("floor ms", 10, number("floor_ms", ".2f")),
                                ("x floor", 9, number("vs_floor", ".2f"))]
 GRADIENT_COLUMNS = LEFT[:2] + [("method", 18, lambda r: r["method"])] + [("median ms", 11, number("median_ms", ".1f")), ("||err||", 10, number("rel_error", ".1e")),
@@ -539,8 +539,10 @@ def run_profile(table, model, args, sgemm):
     ``model.forward`` in ``jit.passes()``, the clock read at each yield), medians over ``args.repeats``
     passes after a warm-up. A batch goes as ``model(x)`` takes it: image by image through the layers
     with large maps (``VGG._depth_first``), each such layer's time summed over the images, then
-    together. A conv layer's floor: its Winograd multiplications (a quarter of the direct sum's) at
-    NumPy's sgemm rate, as the forward table's."""
+    together; and a conv whose pool ``model(x)`` computes with it (``forward(keep=...)``, the conv's own
+    map unused) is timed so, its row "+pool" with the pool's time in it, the pool's row "max-pool
+    (fused)" near 0. A conv layer's floor: its Winograd multiplications (a quarter of the direct sum's)
+    at NumPy's sgemm rate, as the forward table's."""
     import time
 
     import numpy as np
@@ -553,11 +555,15 @@ def run_profile(table, model, args, sgemm):
     names = [row.name for row in model.layers]
     split = model._depth_first(args.size, args.size) if args.batch > 1 else -1  # as model(x) splits a batch
 
+    fused = set()  # conv rows computed with their pool (they yield None)
+
     def timed(a, start=None, stop=None):  # runs forward from ``start`` to ``stop``: ({layer: ms}, last output)
         spent, t = {}, time.perf_counter()
-        for name, a in model.forward(a, start=start):
+        for name, a in model.forward(a, start=start, keep={stop or names[-1]}):  # keep: as model(x) runs it
             now = time.perf_counter()
             spent[name], t = (now - t) * 1e3, now
+            if a is None:
+                fused.add(name)
             if name == stop:
                 break
         return spent, a
@@ -587,6 +593,10 @@ def run_profile(table, model, args, sgemm):
         method = model.plan.get(s.name, "max-pool")
         if method == "winograd" and small_tiles(1 if i <= split else s.N, s.H, s.W, s.C, s.K):
             method = "winograd 2x2"  # F(2x2, 3x3)'s tiles, as VGG._conv chooses for this call
+        if s.name in fused:
+            method += " +pool"  # the pool below computed in its output transform
+        elif i and names[i - 1] in fused:
+            method += " (fused)"  # this pool: made by the conv above
         table.add(dict(layer=s.name, kind="profile", size=args.size, shape=[s.N, s.H, s.W, s.C],
                        method=method, median_ms=ms, times_ms=times[s.name], pass_share=ms / total,
                        floor_ms=floor, vs_floor=ms / floor if floor else None))

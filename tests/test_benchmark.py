@@ -400,9 +400,14 @@ def test_profile_of_the_auto_pass(main, tmp_path, size, batch):
     assert [r["method"].split()[0] for r in rows] == [plan.get(s.name, "max-pool") for s in shapes]
     # F(2x2)'s tiles (winograd2.py) where F(4x4) has 2-32 tiles and C*K >= 256*256: at 32, block3's 8x8 maps
     # (4 tiles; not block3_conv1, 128*256); at 96, batch 2, block4's 12x12 (2*9 tiles) and block5's 6x6 (2*4)
-    small = [r["layer"] for r in rows if r["method"] == "winograd 2x2"]
+    small = [r["layer"] for r in rows if r["method"].startswith("winograd 2x2")]
     assert small == {32: ["block3_conv2", "block3_conv3"],
                      96: ["block4_conv1", "block4_conv2", "block4_conv3", "block5_conv1", "block5_conv2", "block5_conv3"]}[size]
+    # as model(x) runs it: each conv before a pool computes the pool (the conv's map unused), in the
+    # depth-first part (block1 at 96, batch 2, image by image through block1_pool) as in the batched one
+    fused = {"block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3"}
+    assert {r["layer"] for r in rows if r["method"].endswith(" +pool")} == fused
+    assert {r["layer"] for r in rows if r["method"] == "max-pool (fused)"} == {n.replace("conv2", "pool").replace("conv3", "pool") for n in fused}
     assert all(r["median_ms"] > 0 for r in rows)
     assert sum(r["pass_share"] for r in rows) == pytest.approx(1)
     for r, s in zip(rows, shapes):
