@@ -61,20 +61,21 @@ def test_transformed_kernels_kept_or_made_per_pass_give_the_same_maps(notop):
 def test_output_runs_large_maps_depth_first_with_the_batched_result(monkeypatch):
     # model.output (and model(x)) takes the first rows image by image where an image's map is large.
     # The threshold lowered so a small input splits: at 40x36 block4's maps are 5*4*512 = 10240 floats an
-    # image, block5's 2*2*512 = 2048, so the last row over 8191 is block4_conv3.
+    # image, block5's 2*2*512 = 2048, so the last row over 8191 is block4_conv3, and its pool goes with it.
     import minivgg.network.vgg as vgg_module
 
     monkeypatch.setattr(vgg_module, "DEPTH_FIRST_FLOATS", 4 * 4 * 512 - 1)  # 40x36: up to block4_conv3 (5x4x512)
     model = VGG16(weights=None, include_top=False, batch_invariant=True)  # each image's bits as alone
     names = [row.name for row in NOTOP]
-    assert names[model._depth_first(40, 36)] == "block4_conv3"
+    assert names[model._depth_first(40, 36)] == "block4_pool"
+    assert names[model._depth_first(36, 36)] == "block4_pool"  # 4x4x512: the last large map as well
     runs = []
     run = model._run
     monkeypatch.setattr(model, "_run", lambda x, stop, start=None: runs.append((len(x), stop, start)) or run(x, stop, start))
     x = np.random.default_rng(2).uniform(-120, 150, (3, 40, 36, 3)).astype(np.float32)
     acts = model.activations(x)
     np.testing.assert_array_equal(model(x), acts["block5_pool"])
-    assert runs == [(1, "block4_conv3", None)] * 3 + [(3, "block5_pool", "block4_pool")]
+    assert runs == [(1, "block4_pool", None)] * 3 + [(3, "block5_pool", "block5_conv1")]
     runs.clear()
     np.testing.assert_array_equal(model.output(x, "block2_conv1"), acts["block2_conv1"])  # below the split: all alone
     assert runs == [(1, "block2_conv1", None)] * 3

@@ -270,18 +270,25 @@ class VGG:
 
     def _depth_first(self, height, width):
         """The index of the last row ``output`` runs image by image: the last one whose output holds more
-        than ``DEPTH_FIRST_FLOATS`` floats an image; -1 when none does (small images).
+        than ``DEPTH_FIRST_FLOATS`` floats an image, or the pool right after it; -1 when none does
+        (small images).
 
         Why: at 224x224 block1's maps are 12.8 MB an image, 103 MB for a batch of 8, far more than the
         cache (32 MB of L3 here), so a batched pass sends every layer's input and output out to memory
         and back, while one image's maps stay in the cache from one layer to the next. Past block3 the
         maps are small and a batch makes the GEMMs larger (U, 36 MB for a 512 -> 512 layer, read once a
         block of tiles rather than once an image). Measured at 224, batch 8, side by side: depth-first
-        through block3 0.85-0.93x the time of the batched pass (docs/performance.md).
+        through block3 0.85-0.93x the time of the batched pass (docs/performance.md). The pool after the
+        last large map goes with it: it pools each image on its own, and taken image by image the conv
+        before it computes it (``_fused``) instead of handing its full map on to a batched pool (0.95-0.98x
+        the pass at batch 8, 0.96x at batch 4).
         """
         big = [i for i, (_, shape, _) in enumerate(shapes(self.layers, height, width, batch=1))
                if int(np.prod(shape)) > DEPTH_FIRST_FLOATS]
-        return big[-1] if big else -1
+        if not big:
+            return -1
+        last = big[-1]
+        return last + 1 if last + 1 < len(self.layers) and self.layers[last + 1].kind == "pool" else last
 
     def _keep_winograd_kernels(self):
         """Transform every Winograd layer's kernel now and keep it, unless told not to (then ``_conv``
