@@ -14,12 +14,14 @@ Every parallel kernel in minivgg is compiled with one option set, ``PARALLEL`` =
 parallel=True`` (the serial helpers they call: ``cache=True``; some also ``nogil=True``, from when
 Python threads of minivgg's own ran them at once):
 
-- ``cache=True``: compiled once, kept in ``__pycache__``, so later runs start warm. Numba checks a
-  cached kernel against its own file only: a helper from another file compiled into it (the pool's
-  ``_window_max4`` in Winograd's output transform, ``relu.backward_rule`` in several) is not picked up
-  again when only the helper's file changes. Editing such a helper, clear the caches (``find minivgg
-  -name __pycache__ -exec rm -r {} +``) or test with ``NUMBA_CACHE_DIR`` set to an empty folder; an
-  installed release's files are new, and so are its caches;
+- ``cache=True``: compiled once, kept on disk, so later runs start warm. Numba checks a cached kernel
+  against its own file only: a helper from another file compiled into it (the pool's
+  ``_window_max4`` in Winograd's output transform, the micro-kernel in Winograd's schedules) would
+  keep its old code when only the helper's file changed, and a kernel you edit would seem not to
+  change. So the caches go in a folder named by a hash of all of minivgg's source files
+  (``minivgg/__pycache__/numba-<hash>``, ``cache_folder`` below): any edit starts a new one, compiled
+  afresh (a minute or so of compiling on the next runs; folders unchanged for a week are removed).
+  ``NUMBA_CACHE_DIR``, where set, is used instead, as Numba's own setting;
 - ``parallel=True``: the outer loop of each kernel is a ``numba.prange``, which Numba splits over its
   worker threads (one image row, one tile or one channel per task).
 
@@ -74,9 +76,12 @@ in the environment before Python starts does the same.
 """
 import contextlib
 import ctypes
+import hashlib
 import os
+import shutil
 import sys
 import threading
+import time
 
 # OpenBLAS reads its environment when it loads, with NumPy: here, if minivgg loads NumPy first (``import
 # minivgg`` imports this module first). Its workers then wait 2**20 cycles for the next GEMM (about
@@ -94,6 +99,36 @@ if _short_blas_spin:  # read; taken out again, so that no other library or child
     del os.environ[_BLAS_SPIN]
 
 PARALLEL = dict(cache=True, parallel=True)  # every parallel kernel: @numba.njit(**PARALLEL)
+
+
+def cache_folder(root=os.path.dirname(os.path.abspath(__file__))):
+    """Where this copy of minivgg keeps its compiled kernels: ``root/__pycache__/numba-<hash>``, the hash
+    (SHA-256, 16 hex digits) of every ``.py`` file under ``root`` (the package), names and contents, so
+    that an edit anywhere gives a new folder (see ``cache=True`` above)."""
+    digest = hashlib.sha256()
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if d != "__pycache__")  # walked in a fixed order
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as f:
+                digest.update(f.read() + b"\0")
+    return os.path.join(root, "__pycache__", "numba-" + digest.hexdigest()[:16])
+
+
+def _forget_old_caches(current, days=7):
+    # Removes the other numba-* folders beside ``current`` unchanged for ``days``: an older source's, most
+    # likely gone for good (a run still using one re-creates what it saves).
+    parent, now = os.path.dirname(current), time.time()
+    for name in os.listdir(parent) if os.path.isdir(parent) else []:
+        path = os.path.join(parent, name)
+        if name.startswith("numba-") and path != current and now - os.path.getmtime(path) > days * 86400:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+if not os.environ.get("NUMBA_CACHE_DIR"):  # before any kernel is decorated: this module is imported first
+    numba.config.CACHE_DIR = cache_folder()
+    _forget_old_caches(numba.config.CACHE_DIR)
 
 
 # ==================================================================================================

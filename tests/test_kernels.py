@@ -438,6 +438,92 @@ def test_openblas_workers_spin_briefly_where_minivgg_loads_numpy(tmp_path):
     assert spins["minivgg-first"] < 0.02 and spins["numpy-first"] > 0.05, spins
 
 
+def test_kernels_are_cached_in_a_folder_named_by_all_the_sources(tmp_path):
+    """jit.cache_folder: a hash of every .py file under the package, their names and contents (other files
+    and __pycache__ left out), under its __pycache__; this process's Numba cache is there (unless the
+    user set NUMBA_CACHE_DIR)."""
+    import os
+
+    import numba
+
+    from minivgg import jit
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    first = jit.cache_folder(str(tmp_path))
+    assert first == jit.cache_folder(str(tmp_path))
+    assert os.path.dirname(first) == str(tmp_path / "__pycache__") and os.path.basename(first).startswith("numba-")
+    (tmp_path / "notes.txt").write_text("not a source")
+    (tmp_path / "__pycache__" / "c.py").write_text("z = 3\n")
+    assert jit.cache_folder(str(tmp_path)) == first  # neither is a source of the package
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    second = jit.cache_folder(str(tmp_path))
+    assert second != first
+    (tmp_path / "sub" / "b.py").rename(tmp_path / "sub" / "c.py")
+    assert jit.cache_folder(str(tmp_path)) not in (first, second)  # a file's name counts too
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        assert numba.config.CACHE_DIR == jit.cache_folder()
+
+
+def test_cache_folders_unchanged_for_a_week_are_removed(tmp_path):
+    """jit._forget_old_caches: the numba-* folders beside the one in use, unchanged for 7 days (an older
+    source's), are removed; newer ones, the one in use and anything else are kept."""
+    import os
+    import time
+
+    from minivgg import jit
+
+    week = 7 * 86400
+    for name, age in [("numba-old", week + 60), ("numba-recent", week - 3600), ("numba-current", 2 * week),
+                      ("other", 2 * week)]:
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (time.time() - age,) * 2)
+    jit._forget_old_caches(str(tmp_path / "numba-current"))
+    assert sorted(os.listdir(tmp_path)) == ["numba-current", "numba-recent", "other"]
+    jit._forget_old_caches(str(tmp_path / "absent" / "numba-x"))  # no such parent yet: nothing to do
+
+
+def test_an_edit_to_a_helper_reaches_the_kernels_cached_from_another_file(tmp_path):
+    """Numba checks a cached kernel against its own file only (jit.py); the cache folder named by all the
+    sources makes an edit reach the kernels that compiled a helper in. In a copy of the package: the
+    max-pool's backward pass with the plain ReLU rule fused in (pool.py) compiles relu.backward_rule
+    (relu.py) into itself; with that rule changed to pass every gradient, the same call in a new process
+    sees the change, though pool.py did not change (with one cache folder for every source, it did not)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import minivgg
+
+    package = tmp_path / "minivgg"
+    shutil.copytree(os.path.dirname(minivgg.__file__), package, ignore=shutil.ignore_patterns("__pycache__"))
+    script = ("import numpy as np, minivgg\n"
+              "from minivgg.layers.pool import max_pool2d_backward\n"
+              "x = np.zeros((1, 2, 2, 1), np.float32)  # a ReLU's output of zeros: the plain rule passes nothing\n"
+              "dx = max_pool2d_backward(x, np.ones((1, 1, 1, 1), np.float32), relu_rule='plain')\n"
+              "print(minivgg.__file__, float(dx.sum()))\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = str(tmp_path)
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        where, total = out.stdout.split()
+        assert where == str(package / "__init__.py")  # the copy, not the checkout
+        return float(total)
+
+    assert run() == 0.0  # compiled, and cached
+    relu = package / "layers" / "relu.py"
+    rule = "    if (rule != 2 and y <= 0) or (rule != 0 and g <= 0):\n        return 0.0\n    return g\n"
+    assert rule in relu.read_text()
+    relu.write_text(relu.read_text().replace(rule, "    return g\n"))  # every gradient through
+    assert run() == 1.0
+
+
 def test_keep_freed_memory_nests_and_restores(monkeypatch):
     """keep_freed_memory: glibc's mallopt switched once for nested callers, and to the thresholds
     glibc's own rule reaches when the last one leaves (also on an exception)."""
