@@ -490,7 +490,8 @@ def test_an_edit_to_a_helper_reaches_the_kernels_cached_from_another_file(tmp_pa
     sources makes an edit reach the kernels that compiled a helper in. In a copy of the package: the
     max-pool's backward pass with the plain ReLU rule fused in (pool.py) compiles relu.backward_rule
     (relu.py) into itself; with that rule changed to pass every gradient, the same call in a new process
-    sees the change, though pool.py did not change (with one cache folder for every source, it did not)."""
+    sees the change, though pool.py did not change (with each file's kernels cached beside it, as before, it
+    did not: the test fails so)."""
     import os
     import shutil
     import subprocess
