@@ -21,7 +21,7 @@ Python threads of minivgg's own ran them at once):
   change. So the caches go in a folder named by a hash of all of minivgg's source files
   (``minivgg/__pycache__/numba-<hash>``, ``cache_folder`` below): any edit starts a new one, compiled
   afresh (a minute or so of compiling on the next runs; folders unchanged for a week are removed).
-  ``NUMBA_CACHE_DIR``, where set, is used instead, as Numba's own setting;
+  ``NUMBA_CACHE_DIR``, where the user set it, is used instead, as Numba's own setting;
 - ``parallel=True``: the outer loop of each kernel is a ``numba.prange``, which Numba splits over its
   worker threads (one image row, one tile or one channel per task).
 
@@ -127,7 +127,10 @@ def _forget_old_caches(current, days=7):
 
 
 if not os.environ.get("NUMBA_CACHE_DIR"):  # before any kernel is decorated: this module is imported first
-    numba.config.CACHE_DIR = cache_folder()
+    # In the environment, not only in numba.config: Numba reads its settings again from the environment
+    # whenever a NUMBA_ variable changes (a script setting NUMBA_NUM_THREADS), and this one must stay.
+    # (Processes started from this one share the folder: the same sources, the same kernels.)
+    os.environ["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR = cache_folder()
     _forget_old_caches(numba.config.CACHE_DIR)
 
 

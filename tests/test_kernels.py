@@ -440,11 +440,12 @@ def test_openblas_workers_spin_briefly_where_minivgg_loads_numpy(tmp_path):
 
 def test_kernels_are_cached_in_a_folder_named_by_all_the_sources(tmp_path):
     """jit.cache_folder: a hash of every .py file under the package, their names and contents (other files
-    and __pycache__ left out), under its __pycache__; this process's Numba cache is there (unless the
-    user set NUMBA_CACHE_DIR)."""
+    and __pycache__ left out), under its __pycache__. A process that imports minivgg caches there, also
+    after Numba reads its settings again (a NUMBA_ variable changed, as the benchmark scripts do); a
+    NUMBA_CACHE_DIR the user set is kept."""
     import os
-
-    import numba
+    import subprocess
+    import sys
 
     from minivgg import jit
 
@@ -463,8 +464,20 @@ def test_kernels_are_cached_in_a_folder_named_by_all_the_sources(tmp_path):
     assert second != first
     (tmp_path / "sub" / "b.py").rename(tmp_path / "sub" / "c.py")
     assert jit.cache_folder(str(tmp_path)) not in (first, second)  # a file's name counts too
-    if not os.environ.get("NUMBA_CACHE_DIR"):
-        assert numba.config.CACHE_DIR == jit.cache_folder()
+
+    script = ("import os, numba, minivgg\n"
+              "from minivgg import jit\n"
+              "before = numba.config.CACHE_DIR\n"
+              "os.environ['NUMBA_NUM_THREADS'] = '1'\n"
+              "numba.core.config.reload_config()  # as Numba's compiler does when a NUMBA_ variable changed\n"
+              "print(before == numba.config.CACHE_DIR, before == jit.cache_folder(), before)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "NUMBA_NUM_THREADS")}
+    for user in (None, str(tmp_path / "mine")):
+        out = subprocess.run([sys.executable, "-c", script], env=env if user is None else {**env, "NUMBA_CACHE_DIR": user},
+                             capture_output=True, text=True, timeout=120)
+        kept, ours, folder = out.stdout.split()
+        assert kept == "True", out.stderr  # survived the reload
+        assert (ours, folder) == (("True", jit.cache_folder()) if user is None else ("False", user))
 
 
 def test_cache_folders_unchanged_for_a_week_are_removed(tmp_path):
