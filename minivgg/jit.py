@@ -122,8 +122,11 @@ def _forget_old_caches(current, days=7):
     parent, now = os.path.dirname(current), time.time()
     for name in os.listdir(parent) if os.path.isdir(parent) else []:
         path = os.path.join(parent, name)
-        if name.startswith("numba-") and path != current and now - os.path.getmtime(path) > days * 86400:
-            shutil.rmtree(path, ignore_errors=True)
+        try:
+            if name.startswith("numba-") and path != current and now - os.path.getmtime(path) > days * 86400:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # removed meanwhile by another process starting up
+            pass
 
 
 if not os.environ.get("NUMBA_CACHE_DIR"):  # before any kernel is decorated: this module is imported first
